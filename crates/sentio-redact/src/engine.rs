@@ -1,0 +1,565 @@
+//! The analyzer: runs recognizers over a text and resolves their findings into one set of spans.
+
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use serde::Serialize;
+
+use crate::RedactError;
+use crate::spec::{RecognizerFile, RecognizerSpec};
+use crate::validators::{ValidatorKind, Verdict};
+
+/// How much a context word raises a score, and the least score a context hit leaves (Presidio's
+/// `LemmaContextAwareEnhancer` defaults).
+pub const CONTEXT_BOOST: f32 = 0.35;
+pub const MIN_SCORE_WITH_CONTEXT: f32 = 0.4;
+/// Words after the match that still count as its context ("4111 ... is my card").
+const CONTEXT_WORDS_AFTER: usize = 2;
+/// Reject words count only when this close before the match ("order 12345" but not "my order is
+/// late, call me on 415...").
+const REJECT_WINDOW_WORDS: usize = 3;
+/// Default score threshold for reporting a finding.
+pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.5;
+
+/// Why a finding was reported: enough to explain it to an auditor without the raw value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    pub pattern: String,
+    pub pattern_score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validator: Option<&'static str>,
+    /// `"valid"`, `"valid_prefix"` (a greedy match was shortened to its valid part), or
+    /// `"not_checked"`.
+    pub validation: &'static str,
+    /// Context words found near the match.
+    pub context_words: Vec<String>,
+    pub context_boost: f32,
+}
+
+/// A detected entity in the input text, with byte offsets (`start..end`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    pub entity_type: String,
+    pub start: usize,
+    pub end: usize,
+    pub score: f32,
+    pub recognizer: String,
+    pub explanation: Explanation,
+    /// Declaration order of the recognizer: the last tie-breaker between overlapping findings.
+    pub(crate) priority: usize,
+}
+
+/// Which entities to look for and how sure a finding must be.
+#[derive(Debug, Clone)]
+pub struct AnalyzeOptions {
+    pub score_threshold: f32,
+    /// Only these entity types (all when `None`).
+    pub entities: Option<Vec<String>>,
+    /// Never these entity types.
+    pub exclude_entities: Vec<String>,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        Self {
+            score_threshold: DEFAULT_SCORE_THRESHOLD,
+            entities: None,
+            exclude_entities: Vec::new(),
+        }
+    }
+}
+
+impl AnalyzeOptions {
+    fn wants(&self, entity: &str) -> bool {
+        self.entities
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|e| e == entity))
+            && !self.exclude_entities.iter().any(|e| e == entity)
+    }
+}
+
+struct CompiledPattern {
+    name: String,
+    regex: Regex,
+    score: f32,
+    has_value_group: bool,
+}
+
+struct Recognizer {
+    name: String,
+    entity: String,
+    patterns: Vec<CompiledPattern>,
+    context: Vec<String>,
+    reject_context: Vec<String>,
+    reject_prefix: Vec<String>,
+    validator: Option<ValidatorKind>,
+    context_window: usize,
+}
+
+/// A compiled set of recognizers. Build once, share freely: analysis takes `&self`.
+pub struct Engine {
+    recognizers: Vec<Recognizer>,
+    /// All patterns in one automaton: a text with no candidate at all (most chat turns) costs one
+    /// pass; otherwise only the patterns that matched somewhere are run for positions.
+    prefilter: RegexSet,
+    /// `prefilter` index -> (recognizer, pattern).
+    pattern_owner: Vec<(usize, usize)>,
+}
+
+fn expand_macros(regex: &str, file: &RecognizerFile) -> String {
+    let mut out = regex.to_owned();
+    for (name, body) in &file.macros {
+        out = out.replace(&format!("<<{name}>>"), body);
+    }
+    out
+}
+
+/// A deny-list becomes one case-insensitive alternation of escaped literals.
+fn deny_list_regex(words: &[String]) -> String {
+    let mut sorted: Vec<&String> = words.iter().filter(|w| !w.trim().is_empty()).collect();
+    // Longest first, so "Project Falcon X" wins over "Project Falcon".
+    sorted.sort_by_key(|w| std::cmp::Reverse(w.len()));
+    let alternatives: Vec<String> = sorted.iter().map(|w| regex::escape(w.trim())).collect();
+    format!("(?i:{})", alternatives.join("|"))
+}
+
+impl Engine {
+    /// The built-in recognizers only.
+    pub fn builtin() -> Result<Self, RedactError> {
+        Self::from_file(&RecognizerFile::builtin(), &[])
+    }
+
+    /// The built-in recognizers plus a team's own (deny-lists, custom patterns).
+    pub fn with_custom(custom: &[RecognizerSpec]) -> Result<Self, RedactError> {
+        Self::from_file(&RecognizerFile::builtin(), custom)
+    }
+
+    /// Compiles `file`'s recognizers followed by `extra` ones (same macro table).
+    pub fn from_file(file: &RecognizerFile, extra: &[RecognizerSpec]) -> Result<Self, RedactError> {
+        let mut recognizers = Vec::new();
+        let mut sources = Vec::new();
+        let mut pattern_owner = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for spec in file.recognizers.iter().chain(extra) {
+            if !names.insert(spec.name.clone()) {
+                return Err(RedactError::DuplicateRecognizer(spec.name.clone()));
+            }
+            if spec.entity.trim().is_empty() {
+                return Err(RedactError::InvalidRecognizer {
+                    recognizer: spec.name.clone(),
+                    reason: "entity is empty".into(),
+                });
+            }
+            let mut pattern_specs: Vec<(String, String, f32)> = spec
+                .patterns
+                .iter()
+                .map(|p| (p.name.clone(), expand_macros(&p.regex, file), p.score))
+                .collect();
+            if !spec.deny_list.is_empty() {
+                pattern_specs.push((
+                    "deny_list".into(),
+                    deny_list_regex(&spec.deny_list),
+                    spec.deny_list_score,
+                ));
+            }
+            if pattern_specs.is_empty() {
+                return Err(RedactError::InvalidRecognizer {
+                    recognizer: spec.name.clone(),
+                    reason: "has neither patterns nor a deny_list".into(),
+                });
+            }
+            let index = recognizers.len();
+            let mut patterns = Vec::new();
+            for (name, source, score) in pattern_specs {
+                if !(0.0..=1.0).contains(&score) {
+                    return Err(RedactError::InvalidRecognizer {
+                        recognizer: spec.name.clone(),
+                        reason: format!("pattern `{name}` score {score} is outside 0..=1"),
+                    });
+                }
+                let regex = RegexBuilder::new(&source)
+                    .size_limit(1 << 22)
+                    .build()
+                    .map_err(|e| RedactError::BadPattern {
+                        recognizer: spec.name.clone(),
+                        pattern: name.clone(),
+                        reason: e.to_string(),
+                    })?;
+                let has_value_group = regex.capture_names().any(|n| n == Some("value"));
+                pattern_owner.push((index, patterns.len()));
+                sources.push(source);
+                patterns.push(CompiledPattern {
+                    name,
+                    regex,
+                    score,
+                    has_value_group,
+                });
+            }
+            let lower = |words: &[String]| -> Vec<String> {
+                words.iter().map(|w| w.to_lowercase()).collect()
+            };
+            recognizers.push(Recognizer {
+                name: spec.name.clone(),
+                entity: spec.entity.clone(),
+                patterns,
+                context: lower(&spec.context),
+                reject_context: lower(&spec.reject_context),
+                reject_prefix: spec.reject_prefix.clone(),
+                validator: spec.validator,
+                context_window: spec.context_window,
+            });
+        }
+        let prefilter = RegexSetBuilder::new(&sources)
+            .size_limit(1 << 24)
+            .build()
+            .map_err(|e| RedactError::BadPattern {
+                recognizer: "*".into(),
+                pattern: "prefilter".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            recognizers,
+            prefilter,
+            pattern_owner,
+        })
+    }
+
+    /// Entity types this engine can find, in declaration order, without duplicates.
+    pub fn supported_entities(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in &self.recognizers {
+            if !out.contains(&r.entity) {
+                out.push(r.entity.clone());
+            }
+        }
+        out
+    }
+
+    /// Names of the recognizers, in declaration order.
+    pub fn recognizer_names(&self) -> Vec<&str> {
+        self.recognizers.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// Finds entities in `text`, resolves overlaps, and returns them sorted by position.
+    ///
+    /// Overlap strategy (explicit, deterministic): candidates are ranked by score (higher first),
+    /// then length (longer first), then recognizer declaration order, then position; each candidate
+    /// is kept if it overlaps no candidate already kept. A finding never partially covers another.
+    pub fn analyze(&self, text: &str, options: &AnalyzeOptions) -> Vec<Detection> {
+        let mut candidates = Vec::new();
+        for set_index in self.prefilter.matches(text).iter() {
+            let (ri, pi) = self.pattern_owner[set_index];
+            let recognizer = &self.recognizers[ri];
+            if !options.wants(&recognizer.entity) {
+                continue;
+            }
+            let pattern = &recognizer.patterns[pi];
+            // Search by hand rather than with `find_iter`: when a greedy match is rejected (a
+            // bank number followed by a card swallows the card's first digits), the search resumes
+            // at the next word inside the rejected match instead of after it.
+            let mut pos = 0;
+            while pos <= text.len() {
+                let Some((match_start, match_end, start, end)) = next_match(pattern, text, pos)
+                else {
+                    break;
+                };
+                match self.score_candidate(text, ri, pattern, start, end) {
+                    Some(d) if d.score >= options.score_threshold => {
+                        pos = d.end.max(match_start + 1);
+                        candidates.push(d);
+                    }
+                    _ => pos = next_word_start(text, match_start).unwrap_or(match_end.max(match_start + 1)),
+                }
+                while pos < text.len() && !text.is_char_boundary(pos) {
+                    pos += 1;
+                }
+            }
+        }
+        let kept = resolve_overlaps(candidates);
+        propagate_repeats(text, kept)
+    }
+
+    fn score_candidate(
+        &self,
+        text: &str,
+        ri: usize,
+        pattern: &CompiledPattern,
+        start: usize,
+        mut end: usize,
+    ) -> Option<Detection> {
+        let recognizer = &self.recognizers[ri];
+        if start == end {
+            return None;
+        }
+        let validation = match recognizer.validator {
+            None => "not_checked",
+            Some(validator) => match validate_or_shorten(validator, text, start, end) {
+                Verdict::Valid => "valid",
+                Verdict::ValidUntil(new_end) => {
+                    end = new_end;
+                    "valid_prefix"
+                }
+                Verdict::Invalid(_) => return None,
+            },
+        };
+        if !on_word_boundaries(text, start, end) {
+            return None;
+        }
+        let before = text[..start].trim_end_matches([' ', '\u{3000}']);
+        if recognizer
+            .reject_prefix
+            .iter()
+            .any(|p| before.ends_with(p.as_str()))
+        {
+            return None;
+        }
+        let reject_window = words_before(text, start, REJECT_WINDOW_WORDS).to_lowercase();
+        if recognizer
+            .reject_context
+            .iter()
+            .any(|w| contains_word(&reject_window, w))
+        {
+            return None;
+        }
+        let mut score = pattern.score;
+        let mut context_words = Vec::new();
+        if !recognizer.context.is_empty() {
+            let window = format!(
+                "{} {}",
+                words_before(text, start, recognizer.context_window),
+                words_after(text, end, CONTEXT_WORDS_AFTER)
+            )
+            .to_lowercase();
+            context_words = recognizer
+                .context
+                .iter()
+                .filter(|w| contains_word(&window, w))
+                .cloned()
+                .collect();
+        }
+        let context_boost = if context_words.is_empty() {
+            0.0
+        } else {
+            let boosted = (score + CONTEXT_BOOST).clamp(MIN_SCORE_WITH_CONTEXT, 1.0);
+            let boost = boosted - score;
+            score = boosted;
+            boost
+        };
+        Some(Detection {
+            entity_type: recognizer.entity.clone(),
+            start,
+            end,
+            score,
+            recognizer: recognizer.name.clone(),
+            explanation: Explanation {
+                pattern: pattern.name.clone(),
+                pattern_score: pattern.score,
+                validator: recognizer.validator.map(ValidatorKind::name),
+                validation,
+                context_words,
+                context_boost,
+            },
+            priority: ri,
+        })
+    }
+}
+
+/// Longest span a greedy match may be shortened to when its whole fails validation.
+const MAX_SHORTEN_SPAN: usize = 64;
+
+/// Validates `start..end`; if that fails, tries the prefixes that end where a digit group ends
+/// ("+44 20 7946 0958 00:1A:..." swallowed the next token), longest first.
+fn validate_or_shorten(validator: ValidatorKind, text: &str, start: usize, end: usize) -> Verdict {
+    let verdict = validator.validate(text, start, end);
+    if !matches!(verdict, Verdict::Invalid(_)) || end - start > MAX_SHORTEN_SPAN {
+        return verdict;
+    }
+    let span = &text[start..end];
+    let group_ends: Vec<usize> = span
+        .char_indices()
+        .zip(span.chars().skip(1))
+        .filter(|&((_, c), next)| is_word_char(c) && !is_word_char(next))
+        .map(|((i, c), _)| start + i + c.len_utf8())
+        .collect();
+    for &cut in group_ends.iter().rev() {
+        match validator.validate(text, start, cut) {
+            Verdict::Valid => return Verdict::ValidUntil(cut),
+            Verdict::ValidUntil(e) => return Verdict::ValidUntil(e),
+            Verdict::Invalid(_) => {}
+        }
+    }
+    verdict
+}
+
+/// The next match of `pattern` at or after `pos`: the whole match, then the finding's span (the
+/// `value` group when the pattern has one).
+fn next_match(
+    pattern: &CompiledPattern,
+    text: &str,
+    pos: usize,
+) -> Option<(usize, usize, usize, usize)> {
+    if pattern.has_value_group {
+        let caps = pattern.regex.captures_at(text, pos)?;
+        let whole = caps.get(0)?;
+        let value = caps.name("value").unwrap_or(whole);
+        Some((whole.start(), whole.end(), value.start(), value.end()))
+    } else {
+        let m = pattern.regex.find_at(text, pos)?;
+        Some((m.start(), m.end(), m.start(), m.end()))
+    }
+}
+
+/// Byte offset of the first word character after `pos` that follows a non-word character.
+fn next_word_start(text: &str, pos: usize) -> Option<usize> {
+    let mut prev_is_word = true;
+    for (i, c) in text[pos..].char_indices().skip(1) {
+        let w = is_word_char(c);
+        if w && !prev_is_word {
+            return Some(pos + i);
+        }
+        prev_is_word = w;
+    }
+    None
+}
+
+fn resolve_overlaps(mut candidates: Vec<Detection>) -> Vec<Detection> {
+    candidates.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then((b.end - b.start).cmp(&(a.end - a.start)))
+            .then(a.priority.cmp(&b.priority))
+            .then(a.start.cmp(&b.start))
+    });
+    let mut kept: Vec<Detection> = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        if kept.iter().all(|k| c.end <= k.start || c.start >= k.end) {
+            kept.push(c);
+        }
+    }
+    kept.sort_by_key(|d| d.start);
+    kept
+}
+
+/// A value found once is redacted everywhere it occurs in the same text: a phone number typed a
+/// second time without the words that gave it away must not survive the first redaction.
+fn propagate_repeats(text: &str, found: Vec<Detection>) -> Vec<Detection> {
+    let mut all = found.clone();
+    for d in &found {
+        let value = &text[d.start..d.end];
+        for (start, _) in text.match_indices(value) {
+            let end = start + value.len();
+            let free = all.iter().all(|k| end <= k.start || start >= k.end);
+            if free && on_word_boundaries(text, start, end) {
+                let mut repeat = d.clone();
+                repeat.start = start;
+                repeat.end = end;
+                repeat.explanation.pattern = format!("{} (repeat)", d.explanation.pattern);
+                all.push(repeat);
+            }
+        }
+    }
+    all.sort_by_key(|d| d.start);
+    all
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+fn on_word_boundaries(text: &str, start: usize, end: usize) -> bool {
+    let span = &text[start..end];
+    let first_is_word = span.chars().next().is_some_and(is_word_char);
+    let last_is_word = span.chars().next_back().is_some_and(is_word_char);
+    let before_ok = !first_is_word || !text[..start].chars().next_back().is_some_and(is_word_char);
+    let after_ok = !last_is_word || !text[end..].chars().next().is_some_and(is_word_char);
+    before_ok && after_ok
+}
+
+/// The slice of `text` holding up to `n` words before `pos`.
+fn words_before(text: &str, pos: usize, n: usize) -> &str {
+    let head = &text[..pos];
+    let mut words = 0;
+    let mut in_word = false;
+    let mut cut = 0;
+    for (i, c) in head.char_indices().rev() {
+        let w = !c.is_whitespace();
+        if w && !in_word {
+            words += 1;
+            if words > n {
+                cut = i + c.len_utf8();
+                break;
+            }
+        }
+        in_word = w;
+    }
+    &head[cut..]
+}
+
+/// The slice of `text` holding up to `n` words after `pos`.
+fn words_after(text: &str, pos: usize, n: usize) -> &str {
+    let tail = &text[pos..];
+    let mut words = 0;
+    let mut in_word = false;
+    for (i, c) in tail.char_indices() {
+        let w = !c.is_whitespace();
+        if w && !in_word {
+            words += 1;
+            if words > n {
+                return &tail[..i];
+            }
+        }
+        in_word = w;
+    }
+    tail
+}
+
+/// Whether `phrase` occurs in `haystack` with no letter or digit directly around it.
+fn contains_word(haystack: &str, phrase: &str) -> bool {
+    haystack.match_indices(phrase).any(|(i, m)| {
+        let before = haystack[..i].chars().next_back();
+        let after = haystack[i + m.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_and_words() {
+        let t = "please call my mobile 415 555 2671 today ok";
+        let start = t.find("415").unwrap();
+        assert_eq!(words_before(t, start, 2).trim(), "my mobile");
+        assert_eq!(words_after(t, start + 12, 1).trim(), "today");
+        assert!(contains_word("my mobile", "mobile"));
+        assert!(!contains_word("automobile", "mobile"));
+        assert!(contains_word("d.o.b: ", "d.o.b"));
+    }
+
+    #[test]
+    fn overlap_prefers_score_then_length_then_order() {
+        let d = |entity: &str, start, end, score, priority| Detection {
+            entity_type: entity.into(),
+            start,
+            end,
+            score,
+            recognizer: entity.into(),
+            explanation: Explanation {
+                pattern: String::new(),
+                pattern_score: score,
+                validator: None,
+                validation: "not_checked",
+                context_words: vec![],
+                context_boost: 0.0,
+            },
+            priority,
+        };
+        let kept = resolve_overlaps(vec![
+            d("A", 0, 10, 0.6, 0),
+            d("B", 5, 12, 0.9, 1),
+            d("C", 12, 20, 0.5, 2),
+            d("D", 12, 22, 0.5, 3),
+        ]);
+        let names: Vec<&str> = kept.iter().map(|k| k.entity_type.as_str()).collect();
+        assert_eq!(names, ["B", "D"]);
+    }
+}

@@ -1,0 +1,216 @@
+//! Sentio's PII redaction engine, in the design of Microsoft Presidio.
+//!
+//! * [`spec`]: recognizers are data (patterns with scores, context words, validators), loaded from a
+//!   compiled-in TOML file and extendable with a team's own.
+//! * [`validators`]: checksums and structure rules (Luhn, mod-97, ABA, NHS mod 11, base58check, ...).
+//! * [`Engine::analyze`]: runs recognizers, boosts by context, resolves overlaps explicitly.
+//! * [`operators`]: replace, mask, remove, keyed hash, pseudonym, keep, chosen per entity type.
+//! * [`Engine::redact`]: analysis + operators, with every finding's offsets in bytes, Unicode
+//!   scalars and UTF-16 code units, in both the input and the redacted output.
+//!
+//! Pure Rust: compiles for native targets and `wasm32-wasip2` alike.
+
+pub mod engine;
+pub mod operators;
+pub mod spec;
+pub mod validators;
+
+use serde::Serialize;
+
+pub use engine::{AnalyzeOptions, DEFAULT_SCORE_THRESHOLD, Detection, Engine, Explanation};
+pub use operators::{Operator, OperatorPolicy, Pseudonyms};
+pub use spec::{PatternSpec, RecognizerFile, RecognizerSpec};
+
+/// Errors building an engine or checking a policy.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RedactError {
+    #[error("recognizer `{recognizer}` pattern `{pattern}` does not compile: {reason}")]
+    BadPattern {
+        recognizer: String,
+        pattern: String,
+        reason: String,
+    },
+    #[error("recognizer `{recognizer}` is invalid: {reason}")]
+    InvalidRecognizer { recognizer: String, reason: String },
+    #[error("two recognizers are named `{0}`")]
+    DuplicateRecognizer(String),
+    #[error("recognizers could not be parsed: {0}")]
+    BadSpec(String),
+    #[error("the hash operator for {entity} needs a hash key, and none is configured")]
+    MissingHashKey { entity: String },
+    #[error("operator for {entity}: `{field}` {reason}")]
+    BadOperator {
+        entity: String,
+        field: &'static str,
+        reason: String,
+    },
+}
+
+/// Everything a redaction call needs besides the text.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub analyze: AnalyzeOptions,
+    pub operators: OperatorPolicy,
+    /// Key for the hash operator (a tenant's secret).
+    pub hash_key: Option<Vec<u8>>,
+}
+
+impl Policy {
+    /// Rejects policies that could not be applied as asked. `entity` in the errors is the entity
+    /// the operator was configured for (`DEFAULT` for the default operator).
+    pub fn check(&self) -> Result<(), RedactError> {
+        let all = std::iter::once(("DEFAULT", &self.operators.default)).chain(
+            self.operators
+                .per_entity
+                .iter()
+                .map(|(e, op)| (e.as_str(), op)),
+        );
+        for (entity, op) in all {
+            op.check().map_err(|(field, reason)| RedactError::BadOperator {
+                entity: entity.to_owned(),
+                field,
+                reason,
+            })?;
+            if matches!(op, Operator::Hash { .. }) && self.hash_key.is_none() {
+                return Err(RedactError::MissingHashKey {
+                    entity: entity.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `[start, end)` range in the three encodings clients index strings by: UTF-8 bytes (Rust,
+/// Go), Unicode scalar values (Python), UTF-16 code units (JavaScript, Java, C#).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Span {
+    pub bytes: [usize; 2],
+    pub chars: [usize; 2],
+    pub utf16: [usize; 2],
+}
+
+/// One redacted entity, as reported to callers. It carries no raw value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub entity_type: String,
+    pub score: f32,
+    pub recognizer: String,
+    pub operator: &'static str,
+    /// Where the entity was in the input.
+    pub input: Span,
+    /// Where its replacement is in `redacted_text`.
+    pub output: Span,
+    pub explanation: Explanation,
+}
+
+/// A redacted text and what was found in it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Redaction {
+    pub redacted_text: String,
+    pub findings: Vec<Finding>,
+}
+
+impl Engine {
+    /// Finds entities in `text` and replaces each as the policy says. Call [`Policy::check`] once
+    /// before; `pseudonyms` carries `<PERSON_1>` numbering across the texts of one request.
+    pub fn redact(&self, text: &str, policy: &Policy, pseudonyms: &mut Pseudonyms) -> Redaction {
+        let detections = self.analyze(text, &policy.analyze);
+        let mut redacted = String::with_capacity(text.len());
+        let mut output_ranges = Vec::with_capacity(detections.len());
+        let mut cursor = 0;
+        for d in &detections {
+            redacted.push_str(&text[cursor..d.start]);
+            let op = policy.operators.for_entity(&d.entity_type);
+            let replacement = operators::apply(
+                op,
+                &d.entity_type,
+                &text[d.start..d.end],
+                policy.hash_key.as_deref(),
+                pseudonyms,
+            );
+            let out_start = redacted.len();
+            redacted.push_str(&replacement);
+            output_ranges.push((out_start, redacted.len()));
+            cursor = d.end;
+        }
+        redacted.push_str(&text[cursor..]);
+
+        let input_spans = spans(text, detections.iter().map(|d| (d.start, d.end)));
+        let output_spans = spans(&redacted, output_ranges.into_iter());
+        let findings = detections
+            .into_iter()
+            .zip(input_spans.into_iter().zip(output_spans))
+            .map(|(d, (input, output))| Finding {
+                operator: policy.operators.for_entity(&d.entity_type).kind(),
+                entity_type: d.entity_type,
+                score: d.score,
+                recognizer: d.recognizer,
+                input,
+                output,
+                explanation: d.explanation,
+            })
+            .collect();
+        Redaction {
+            redacted_text: redacted,
+            findings,
+        }
+    }
+}
+
+/// Converts sorted, non-overlapping byte ranges of `text` into [`Span`]s in one pass.
+fn spans(text: &str, ranges: impl Iterator<Item = (usize, usize)>) -> Vec<Span> {
+    let ranges: Vec<(usize, usize)> = ranges.collect();
+    let mut points: Vec<usize> = ranges.iter().flat_map(|&(s, e)| [s, e]).collect();
+    points.sort_unstable();
+    points.dedup();
+    let mut converted = Vec::with_capacity(points.len());
+    let (mut chars, mut utf16) = (0usize, 0usize);
+    let mut iter = text.char_indices().peekable();
+    for &p in &points {
+        while let Some(&(i, c)) = iter.peek() {
+            if i >= p {
+                break;
+            }
+            chars += 1;
+            utf16 += c.len_utf16();
+            iter.next();
+        }
+        converted.push((p, chars, utf16));
+    }
+    let find = |p: usize| {
+        let i = converted.partition_point(|&(q, _, _)| q < p);
+        converted[i]
+    };
+    ranges
+        .iter()
+        .map(|&(s, e)| {
+            let (s, e) = (find(s), find(e));
+            Span {
+                bytes: [s.0, e.0],
+                chars: [s.1, e.1],
+                utf16: [s.2, e.2],
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_in_three_encodings() {
+        // "é" is 2 bytes / 1 char / 1 unit; "😀" is 4 bytes / 1 char / 2 units.
+        let text = "é😀ab";
+        let s = spans(text, [(6, 7)].into_iter());
+        assert_eq!(
+            s[0],
+            Span {
+                bytes: [6, 7],
+                chars: [2, 3],
+                utf16: [3, 4]
+            }
+        );
+    }
+}

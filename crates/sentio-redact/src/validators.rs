@@ -1,0 +1,985 @@
+//! Validators: checksum and structure rules that turn "looks like" into "is".
+//!
+//! A validator sees the whole text and the candidate span, so it can look one character past the
+//! match (an IPv4 address followed by `.5` is a version number). It answers [`Verdict::Valid`],
+//! [`Verdict::Invalid`] with a reason, or [`Verdict::ValidUntil`] when only a prefix of a greedy match
+//! is valid (a card number followed by more digits).
+
+use serde::{Deserialize, Serialize};
+use sha3::{Digest as _, Keccak256};
+
+/// The validators a recognizer can name in its spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidatorKind {
+    Email,
+    EmailObfuscated,
+    PhoneInternational,
+    PhoneNanp,
+    PhoneEuropeNational,
+    CreditCard,
+    Iban,
+    UsSsn,
+    Ipv4,
+    Ipv6,
+    Url,
+    MacAddress,
+    CryptoWallet,
+    HighEntropy,
+    DateOfBirth,
+    AbaRouting,
+    UkNhs,
+    PersonName,
+}
+
+/// A validator's answer for one candidate span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Valid,
+    /// Valid once the span ends at this byte offset (absolute, inside the candidate).
+    ValidUntil(usize),
+    Invalid(&'static str),
+}
+
+impl ValidatorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::EmailObfuscated => "email_obfuscated",
+            Self::PhoneInternational => "phone_international",
+            Self::PhoneNanp => "phone_nanp",
+            Self::PhoneEuropeNational => "phone_europe_national",
+            Self::CreditCard => "credit_card",
+            Self::Iban => "iban",
+            Self::UsSsn => "us_ssn",
+            Self::Ipv4 => "ipv4",
+            Self::Ipv6 => "ipv6",
+            Self::Url => "url",
+            Self::MacAddress => "mac_address",
+            Self::CryptoWallet => "crypto_wallet",
+            Self::HighEntropy => "high_entropy",
+            Self::DateOfBirth => "date_of_birth",
+            Self::AbaRouting => "aba_routing",
+            Self::UkNhs => "uk_nhs",
+            Self::PersonName => "person_name",
+        }
+    }
+
+    /// Validates `text[start..end]`.
+    pub fn validate(self, text: &str, start: usize, end: usize) -> Verdict {
+        let span = &text[start..end];
+        match self {
+            Self::Email => email(span),
+            Self::EmailObfuscated => email_obfuscated(span),
+            Self::PhoneInternational => phone_international(span),
+            Self::PhoneNanp => verdict(nanp(&digits(span)), "not a valid NANP number"),
+            Self::PhoneEuropeNational => phone_europe_national(span),
+            Self::CreditCard => credit_card(span, start),
+            Self::Iban => iban(span, start),
+            Self::UsSsn => us_ssn(&digits(span)),
+            Self::Ipv4 => ipv4(text, span, start, end),
+            Self::Ipv6 => ipv6(span),
+            Self::Url => url(span, start),
+            Self::MacAddress => mac_address(span),
+            Self::CryptoWallet => crypto_wallet(span),
+            Self::HighEntropy => high_entropy(span),
+            Self::DateOfBirth => date_of_birth(span),
+            Self::AbaRouting => aba_routing(&digits(span)),
+            Self::UkNhs => uk_nhs(&digits(span)),
+            Self::PersonName => person_name(span),
+        }
+    }
+}
+
+fn verdict(ok: bool, reason: &'static str) -> Verdict {
+    if ok {
+        Verdict::Valid
+    } else {
+        Verdict::Invalid(reason)
+    }
+}
+
+/// The value of a decimal digit, ASCII or full-width.
+pub fn digit_value(c: char) -> Option<u8> {
+    match c {
+        '0'..='9' => Some(c as u8 - b'0'),
+        '０'..='９' => Some((c as u32 - '０' as u32) as u8),
+        _ => None,
+    }
+}
+
+/// The decimal digits of `s`, as values 0-9, separators dropped.
+pub fn digits(s: &str) -> Vec<u8> {
+    s.chars().filter_map(digit_value).collect()
+}
+
+/// Luhn (mod 10) checksum, used by payment cards.
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    if digits.len() < 2 {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 1 {
+                let doubled = d * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+fn starts_with_range(digits: &[u8], len: usize, lo: u32, hi: u32) -> bool {
+    if digits.len() < len {
+        return false;
+    }
+    let prefix = digits[..len]
+        .iter()
+        .fold(0u32, |acc, &d| acc * 10 + u32::from(d));
+    (lo..=hi).contains(&prefix)
+}
+
+/// Issuer identification: a known brand's prefix with one of its lengths.
+pub fn card_issuer(digits: &[u8]) -> Option<&'static str> {
+    let n = digits.len();
+    let r = |len, lo, hi| starts_with_range(digits, len, lo, hi);
+    if r(2, 34, 34) || r(2, 37, 37) {
+        return (n == 15).then_some("amex");
+    }
+    if r(1, 4, 4) {
+        return matches!(n, 13 | 16 | 19).then_some("visa");
+    }
+    if r(2, 51, 55) || r(4, 2221, 2720) {
+        return (n == 16).then_some("mastercard");
+    }
+    if r(4, 6011, 6011) || r(3, 644, 649) || r(2, 65, 65) {
+        return (16..=19).contains(&n).then_some("discover");
+    }
+    if r(4, 3528, 3589) {
+        return (16..=19).contains(&n).then_some("jcb");
+    }
+    if r(3, 300, 305) || r(2, 36, 36) || r(2, 38, 39) {
+        return (14..=19).contains(&n).then_some("diners");
+    }
+    if r(2, 62, 62) {
+        return (16..=19).contains(&n).then_some("unionpay");
+    }
+    if r(2, 50, 50) || r(2, 56, 58) || r(1, 6, 6) {
+        return (12..=19).contains(&n).then_some("maestro");
+    }
+    None
+}
+
+fn credit_card(span: &str, start: usize) -> Verdict {
+    // A greedy match may have swallowed a following number ("4111 1111 1111 1111 2025"): try the
+    // whole run, then shorter prefixes that end on a digit-group boundary.
+    let mut ends: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut acc = Vec::new();
+    let mut chars = span.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if let Some(d) = digit_value(c) {
+            acc.push(d);
+            let group_ends = chars.peek().is_none_or(|&(_, n)| digit_value(n).is_none());
+            if group_ends && acc.len() >= 12 {
+                ends.push((i + c.len_utf8(), acc.clone()));
+            }
+        }
+    }
+    for (end, ds) in ends.into_iter().rev() {
+        if (13..=19).contains(&ds.len()) && luhn_valid(&ds) && card_issuer(&ds).is_some() {
+            return if end == span.len() {
+                Verdict::Valid
+            } else {
+                Verdict::ValidUntil(start + end)
+            };
+        }
+    }
+    Verdict::Invalid("fails Luhn or issuer prefix/length")
+}
+
+/// IBAN lengths by country (SWIFT IBAN registry).
+fn iban_length(country: &str) -> Option<usize> {
+    const LENGTHS: &[(&str, usize)] = &[
+        ("AD", 24),
+        ("AE", 23),
+        ("AL", 28),
+        ("AT", 20),
+        ("AZ", 28),
+        ("BA", 20),
+        ("BE", 16),
+        ("BG", 22),
+        ("BH", 22),
+        ("BR", 29),
+        ("BY", 28),
+        ("CH", 21),
+        ("CR", 22),
+        ("CY", 28),
+        ("CZ", 24),
+        ("DE", 22),
+        ("DK", 18),
+        ("DO", 28),
+        ("EE", 20),
+        ("EG", 29),
+        ("ES", 24),
+        ("FI", 18),
+        ("FO", 18),
+        ("FR", 27),
+        ("GB", 22),
+        ("GE", 22),
+        ("GI", 23),
+        ("GL", 18),
+        ("GR", 27),
+        ("GT", 28),
+        ("HR", 21),
+        ("HU", 28),
+        ("IE", 22),
+        ("IL", 23),
+        ("IQ", 23),
+        ("IS", 26),
+        ("IT", 27),
+        ("JO", 30),
+        ("KW", 30),
+        ("KZ", 20),
+        ("LB", 28),
+        ("LC", 32),
+        ("LI", 21),
+        ("LT", 20),
+        ("LU", 20),
+        ("LV", 21),
+        ("MC", 27),
+        ("MD", 24),
+        ("ME", 22),
+        ("MK", 19),
+        ("MR", 27),
+        ("MT", 31),
+        ("MU", 30),
+        ("NL", 18),
+        ("NO", 15),
+        ("PK", 24),
+        ("PL", 28),
+        ("PS", 29),
+        ("PT", 25),
+        ("QA", 29),
+        ("RO", 24),
+        ("RS", 22),
+        ("SA", 24),
+        ("SC", 31),
+        ("SE", 24),
+        ("SI", 19),
+        ("SK", 24),
+        ("SM", 27),
+        ("ST", 25),
+        ("SV", 28),
+        ("TL", 23),
+        ("TN", 24),
+        ("TR", 26),
+        ("UA", 29),
+        ("VA", 22),
+        ("VG", 24),
+        ("XK", 20),
+    ];
+    LENGTHS
+        .iter()
+        .find(|(c, _)| *c == country)
+        .map(|&(_, len)| len)
+}
+
+/// ISO 13616 mod-97 check over an upper-case alphanumeric IBAN.
+pub fn iban_mod97_valid(iban: &str) -> bool {
+    let bytes = iban.as_bytes();
+    if bytes.len() < 5 {
+        return false;
+    }
+    let mut remainder: u32 = 0;
+    for &b in bytes[4..].iter().chain(&bytes[..4]) {
+        let value = match b {
+            b'0'..=b'9' => u32::from(b - b'0'),
+            b'A'..=b'Z' => u32::from(b - b'A') + 10,
+            _ => return false,
+        };
+        remainder = if value >= 10 {
+            (remainder * 100 + value) % 97
+        } else {
+            (remainder * 10 + value) % 97
+        };
+    }
+    remainder == 1
+}
+
+fn iban(span: &str, start: usize) -> Verdict {
+    let upper: Vec<(usize, char)> = span
+        .char_indices()
+        .filter(|(_, c)| !c.is_whitespace())
+        .map(|(i, c)| (i, c.to_ascii_uppercase()))
+        .collect();
+    let country: String = upper.iter().take(2).map(|&(_, c)| c).collect();
+    let Some(len) = iban_length(&country) else {
+        return Verdict::Invalid("unknown IBAN country");
+    };
+    if upper.len() < len {
+        return Verdict::Invalid("too short for its country");
+    }
+    let candidate: String = upper[..len].iter().map(|&(_, c)| c).collect();
+    if !iban_mod97_valid(&candidate) {
+        return Verdict::Invalid("fails mod-97");
+    }
+    if upper.len() == len {
+        Verdict::Valid
+    } else {
+        let (i, c) = upper[len - 1];
+        Verdict::ValidUntil(start + i + c.len_utf8())
+    }
+}
+
+fn us_ssn(d: &[u8]) -> Verdict {
+    if d.len() != 9 {
+        return Verdict::Invalid("not 9 digits");
+    }
+    let area = u32::from(d[0]) * 100 + u32::from(d[1]) * 10 + u32::from(d[2]);
+    let group = u32::from(d[3]) * 10 + u32::from(d[4]);
+    let serial = d[5..].iter().fold(0u32, |a, &x| a * 10 + u32::from(x));
+    if area == 0 || area == 666 || area >= 900 {
+        return Verdict::Invalid("area 000, 666 and 900-999 are never issued");
+    }
+    if group == 0 || serial == 0 {
+        return Verdict::Invalid("group 00 and serial 0000 are never issued");
+    }
+    if d.iter().all(|&x| x == d[0]) {
+        return Verdict::Invalid("repeated digit");
+    }
+    // Advertised or sequential numbers that were voided (Woolworth's 078-05-1120 and friends).
+    const VOIDED: &[[u8; 9]] = &[
+        [0, 7, 8, 0, 5, 1, 1, 2, 0],
+        [2, 1, 9, 0, 9, 9, 9, 9, 9],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9],
+    ];
+    if VOIDED.iter().any(|v| v[..] == *d) {
+        return Verdict::Invalid("a publicly voided number");
+    }
+    Verdict::Valid
+}
+
+/// North American Numbering Plan: NPA and NXX start 2-9, NPA is not an N11 service code.
+pub fn nanp(d: &[u8]) -> bool {
+    let d = match d.len() {
+        11 if d[0] == 1 => &d[1..],
+        10 => d,
+        _ => return false,
+    };
+    let (npa, nxx) = (&d[0..3], &d[3..6]);
+    npa[0] >= 2 && nxx[0] >= 2 && !(npa[1] == 1 && npa[2] == 1) && !(nxx[1] == 1 && nxx[2] == 1)
+}
+
+/// Country calling codes with the national significant number lengths they allow.
+fn calling_code(d: &[u8]) -> Option<(usize, std::ops::RangeInclusive<usize>)> {
+    const CODES: &[(&str, usize, usize)] = &[
+        ("1", 10, 10),
+        ("7", 10, 10),
+        ("20", 9, 10),
+        ("27", 9, 9),
+        ("30", 10, 10),
+        ("31", 9, 9),
+        ("32", 8, 9),
+        ("33", 9, 9),
+        ("34", 9, 9),
+        ("36", 8, 9),
+        ("39", 6, 11),
+        ("40", 9, 9),
+        ("41", 9, 9),
+        ("43", 4, 13),
+        ("44", 9, 10),
+        ("45", 8, 8),
+        ("46", 7, 10),
+        ("47", 8, 8),
+        ("48", 9, 9),
+        ("49", 6, 13),
+        ("51", 8, 9),
+        ("52", 10, 10),
+        ("53", 8, 8),
+        ("54", 10, 11),
+        ("55", 10, 11),
+        ("56", 9, 9),
+        ("57", 10, 10),
+        ("58", 10, 10),
+        ("60", 7, 10),
+        ("61", 9, 9),
+        ("62", 8, 12),
+        ("63", 8, 10),
+        ("64", 8, 10),
+        ("65", 8, 8),
+        ("66", 8, 9),
+        ("81", 9, 10),
+        ("82", 8, 10),
+        ("84", 9, 10),
+        ("86", 10, 11),
+        ("90", 10, 10),
+        ("91", 10, 10),
+        ("92", 9, 10),
+        ("93", 9, 9),
+        ("94", 9, 9),
+        ("95", 8, 10),
+        ("98", 10, 10),
+        ("212", 9, 9),
+        ("213", 9, 9),
+        ("216", 8, 8),
+        ("234", 8, 10),
+        ("254", 9, 9),
+        ("351", 9, 9),
+        ("352", 6, 11),
+        ("353", 7, 9),
+        ("354", 7, 9),
+        ("358", 6, 11),
+        ("359", 8, 9),
+        ("370", 8, 8),
+        ("371", 8, 8),
+        ("372", 7, 8),
+        ("380", 9, 9),
+        ("385", 8, 9),
+        ("386", 8, 8),
+        ("420", 9, 9),
+        ("421", 9, 9),
+        ("852", 8, 8),
+        ("886", 8, 9),
+        ("961", 7, 8),
+        ("962", 8, 9),
+        ("966", 9, 9),
+        ("971", 8, 9),
+        ("972", 8, 9),
+        ("974", 8, 8),
+    ];
+    CODES.iter().find_map(|&(code, lo, hi)| {
+        let cc: Vec<u8> = code.bytes().map(|b| b - b'0').collect();
+        d.starts_with(&cc).then(|| (cc.len(), lo..=hi))
+    })
+}
+
+fn phone_international(span: &str) -> Verdict {
+    let trimmed = span.trim_start_matches(['+', '＋']);
+    let mut d = digits(trimmed);
+    if !span.starts_with(['+', '＋']) {
+        // 00 international prefix
+        if d.len() < 2 || d[0] != 0 || d[1] != 0 {
+            return Verdict::Invalid("no international prefix");
+        }
+        d.drain(..2);
+    }
+    let Some((cc_len, nsn_lengths)) = calling_code(&d) else {
+        return Verdict::Invalid("unknown country calling code");
+    };
+    let nsn = &d[cc_len..];
+    if !nsn_lengths.contains(&nsn.len()) || d.len() > 15 {
+        return Verdict::Invalid("national number has the wrong length for its country");
+    }
+    if cc_len == 1 && d[0] == 1 && !nanp(nsn) {
+        return Verdict::Invalid("not a valid NANP number");
+    }
+    Verdict::Valid
+}
+
+fn phone_europe_national(span: &str) -> Verdict {
+    let d = digits(span);
+    match d.len() {
+        // UK: 01, 02, 03, 05, 07, 08 with 11 digits (0 + 10)
+        11 if d[0] == 0 && matches!(d[1], 1 | 2 | 3 | 5 | 7 | 8) => Verdict::Valid,
+        // France: 0 + 9 digits, 01-09
+        10 if d[0] == 0 && d[1] != 0 => Verdict::Valid,
+        _ => Verdict::Invalid("not a UK or French national number"),
+    }
+}
+
+fn ipv4(text: &str, span: &str, start: usize, end: usize) -> Verdict {
+    // "1.2.3.4.5" and "1.3.6.1.4.1" are version strings or OIDs, not addresses.
+    let mut rest = text[end..].chars();
+    let mut head = text[..start].chars().rev();
+    let dotted_after = rest.next() == Some('.') && rest.next().is_some_and(|c| c.is_ascii_digit());
+    let dotted_before = head.next() == Some('.') && head.next().is_some_and(|c| c.is_ascii_digit());
+    if dotted_after || dotted_before {
+        return Verdict::Invalid("part of a longer dotted number");
+    }
+    let (addr, prefix) = match span.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (span, None),
+    };
+    let octets_ok = addr.split('.').all(|o| {
+        !o.is_empty() && (o == "0" || !o.starts_with('0')) && o.parse::<u16>().is_ok_and(|v| v <= 255)
+    });
+    let prefix_ok = prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|v| v <= 32));
+    verdict(octets_ok && prefix_ok, "octet over 255, leading zero or bad prefix")
+}
+
+fn ipv6(span: &str) -> Verdict {
+    let addr = span.split('%').next().unwrap_or(span);
+    if addr.matches(':').count() < 2 {
+        return Verdict::Invalid("fewer than two colons");
+    }
+    verdict(
+        addr.parse::<std::net::Ipv6Addr>().is_ok(),
+        "not an IPv6 address",
+    )
+}
+
+fn url(span: &str, start: usize) -> Verdict {
+    // Trailing punctuation belongs to the sentence, not the URL; a closing bracket belongs to the
+    // URL only when the URL opened it.
+    let mut end = span.len();
+    loop {
+        let Some(last) = span[..end].chars().last() else {
+            break;
+        };
+        let trailing_punct = matches!(last, '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '"');
+        let unbalanced = match last {
+            ')' => span[..end].matches('(').count() < span[..end].matches(')').count(),
+            ']' => span[..end].matches('[').count() < span[..end].matches(']').count(),
+            '}' => span[..end].matches('{').count() < span[..end].matches('}').count(),
+            _ => false,
+        };
+        if trailing_punct || unbalanced {
+            end -= last.len_utf8();
+        } else {
+            break;
+        }
+    }
+    let lower = span[..end].to_ascii_lowercase();
+    let host = lower
+        .split_once("://")
+        .map_or(lower.as_str(), |(_, rest)| rest)
+        .split(['/', '?', '#', ':'])
+        .next()
+        .unwrap_or("");
+    let labels: Vec<&str> = host.split('.').collect();
+    let host_ok = labels.len() >= 2 && labels.iter().all(|l| !l.is_empty()) || host == "localhost";
+    if !host_ok {
+        return Verdict::Invalid("no host name");
+    }
+    if end == span.len() {
+        Verdict::Valid
+    } else {
+        Verdict::ValidUntil(start + end)
+    }
+}
+
+fn mac_address(span: &str) -> Verdict {
+    let seps: Vec<char> = span.chars().filter(|c| !c.is_ascii_hexdigit()).collect();
+    if seps.windows(2).any(|w| w[0] != w[1]) {
+        return Verdict::Invalid("mixed separators");
+    }
+    let hex: String = span.chars().filter(char::is_ascii_hexdigit).collect();
+    verdict(
+        hex.chars().any(|c| c != '0') && !hex.eq_ignore_ascii_case("ffffffffffff"),
+        "all-zero or broadcast address",
+    )
+}
+
+fn email(span: &str) -> Verdict {
+    let Some((local, domain)) = span.rsplit_once('@') else {
+        return Verdict::Invalid("no @");
+    };
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Verdict::Invalid("malformed local part");
+    }
+    verdict(tld_known(domain), "unknown top-level domain")
+}
+
+fn tld_known(domain: &str) -> bool {
+    const GENERIC: &[&str] = &[
+        "com", "org", "net", "edu", "gov", "mil", "int", "info", "biz", "io", "co", "me", "app",
+        "dev", "ai", "xyz", "online", "site", "store", "shop", "tech", "cloud", "email", "mail",
+        "live", "name", "mobi", "pro", "tv", "cc", "ly", "gg", "fm", "news", "blog", "page",
+    ];
+    let tld = domain.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    // Two letters is a country code (uk, de, fr, jp, ...); the rest must be a common generic TLD.
+    (tld.len() == 2 && tld.bytes().all(|b| b.is_ascii_alphabetic())) || GENERIC.contains(&tld.as_str())
+}
+
+/// Rebuilds "john dot smith at gmail dot com" as "john.smith@gmail.com".
+pub fn deobfuscate_email(span: &str) -> String {
+    let mut out = String::with_capacity(span.len());
+    for token in span
+        .replace(['(', ')', '[', ']', '{', '}'], " ")
+        .split_whitespace()
+    {
+        match token.to_ascii_lowercase().as_str() {
+            "dot" => out.push('.'),
+            "at" => out.push('@'),
+            t => out.push_str(t),
+        }
+    }
+    out
+}
+
+fn email_obfuscated(span: &str) -> Verdict {
+    let lower = span.to_ascii_lowercase();
+    let spelled = lower.contains("dot") || lower.contains(" at ") || lower.contains("(at)")
+        || lower.contains("[at]")
+        || lower.contains("{at}");
+    if !spelled {
+        return Verdict::Invalid("not obfuscated (the plain email recognizer covers it)");
+    }
+    let rebuilt = deobfuscate_email(span);
+    if rebuilt.matches('@').count() != 1 {
+        return Verdict::Invalid("not exactly one at");
+    }
+    email(&rebuilt)
+}
+
+fn base58_decode(s: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    let mut bytes: Vec<u8> = Vec::new();
+    for c in s.bytes() {
+        let mut carry = ALPHABET.iter().position(|&a| a == c)? as u32;
+        for b in bytes.iter_mut().rev() {
+            carry += u32::from(*b) * 58;
+            *b = (carry & 0xff) as u8;
+            carry >>= 8;
+        }
+        while carry > 0 {
+            bytes.insert(0, (carry & 0xff) as u8);
+            carry >>= 8;
+        }
+    }
+    let zeros = s.bytes().take_while(|&c| c == b'1').count();
+    let mut out = vec![0u8; zeros];
+    out.extend(bytes);
+    Some(out)
+}
+
+fn btc_base58check(s: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let Some(data) = base58_decode(s) else {
+        return false;
+    };
+    if data.len() != 25 || !matches!(data[0], 0x00 | 0x05) {
+        return false;
+    }
+    let (payload, checksum) = data.split_at(21);
+    let hash = Sha256::digest(Sha256::digest(payload));
+    hash[..4] == *checksum
+}
+
+fn bech32_valid(s: &str) -> bool {
+    const CHARSET: &[u8] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    const GEN: [u32; 5] = [0x3b6a_57b2, 0x2650_8e6d, 0x1ea1_19fa, 0x3d42_33dd, 0x2a14_62b3];
+    if s.chars().any(char::is_uppercase) && s.chars().any(char::is_lowercase) {
+        return false;
+    }
+    let s = s.to_ascii_lowercase();
+    let Some((hrp, data)) = s.rsplit_once('1') else {
+        return false;
+    };
+    let Some(values) = data
+        .bytes()
+        .map(|c| CHARSET.iter().position(|&x| x == c).map(|v| v as u32))
+        .collect::<Option<Vec<u32>>>()
+    else {
+        return false;
+    };
+    let mut chk: u32 = 1;
+    let hrp_values = hrp
+        .bytes()
+        .map(|b| u32::from(b) >> 5)
+        .chain(std::iter::once(0))
+        .chain(hrp.bytes().map(|b| u32::from(b) & 31));
+    for v in hrp_values.chain(values) {
+        let top = chk >> 25;
+        chk = ((chk & 0x1ff_ffff) << 5) ^ v;
+        for (i, g) in GEN.iter().enumerate() {
+            if (top >> i) & 1 == 1 {
+                chk ^= g;
+            }
+        }
+    }
+    // 1 is bech32 (segwit v0), 0x2bc830a3 is bech32m (taproot)
+    chk == 1 || chk == 0x2bc8_30a3
+}
+
+/// EIP-55: in a mixed-case address, each hex letter is upper-case iff the matching nibble of the
+/// Keccak-256 of the lower-case address is >= 8. All-lower and all-upper carry no checksum.
+pub fn eip55_valid(addr: &str) -> bool {
+    let hex = &addr[2..];
+    let has_upper = hex.chars().any(|c| c.is_ascii_uppercase());
+    let has_lower = hex.chars().any(|c| c.is_ascii_lowercase());
+    if !(has_upper && has_lower) {
+        return true;
+    }
+    let hash = Keccak256::digest(hex.to_ascii_lowercase().as_bytes());
+    hex.chars().enumerate().all(|(i, c)| {
+        let nibble = (hash[i / 2] >> (if i % 2 == 0 { 4 } else { 0 })) & 0xf;
+        !c.is_ascii_alphabetic() || c.is_ascii_uppercase() == (nibble >= 8)
+    })
+}
+
+fn crypto_wallet(span: &str) -> Verdict {
+    if span.starts_with("0x") {
+        verdict(eip55_valid(span), "fails EIP-55 checksum")
+    } else if span.to_ascii_lowercase().starts_with("bc1") {
+        verdict(bech32_valid(span), "fails bech32 checksum")
+    } else {
+        verdict(btc_base58check(span), "fails base58check")
+    }
+}
+
+fn high_entropy(span: &str) -> Verdict {
+    let classes = [
+        span.chars().any(|c| c.is_ascii_uppercase()),
+        span.chars().any(|c| c.is_ascii_lowercase()),
+        span.chars().any(|c| c.is_ascii_digit()),
+    ];
+    verdict(
+        classes.iter().all(|&x| x),
+        "lacks mixed case and digits of a generated secret",
+    )
+}
+
+/// ABA routing number: prefix in the Federal Reserve ranges and the 3-7-1 weighted checksum.
+fn aba_routing(d: &[u8]) -> Verdict {
+    if d.len() != 9 {
+        return Verdict::Invalid("not 9 digits");
+    }
+    let prefix = d[0] * 10 + d[1];
+    if !matches!(prefix, 0..=12 | 21..=32 | 61..=72 | 80) {
+        return Verdict::Invalid("prefix outside Federal Reserve ranges");
+    }
+    let w = [3u32, 7, 1];
+    let sum: u32 = d
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| u32::from(x) * w[i % 3])
+        .sum();
+    verdict(sum.is_multiple_of(10) && d.iter().any(|&x| x != 0), "fails ABA checksum")
+}
+
+/// NHS number: weights 10..2 over the first nine digits, check digit = 11 - (sum mod 11).
+fn uk_nhs(d: &[u8]) -> Verdict {
+    if d.len() != 10 {
+        return Verdict::Invalid("not 10 digits");
+    }
+    let sum: u32 = d[..9]
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| u32::from(x) * (10 - i as u32))
+        .sum();
+    let check = 11 - (sum % 11);
+    let check = if check == 11 { 0 } else { check };
+    verdict(
+        check != 10 && check == u32::from(d[9]) && !d.iter().all(|&x| x == d[0]),
+        "fails mod-11 check digit",
+    )
+}
+
+fn month_from_name(word: &str) -> Option<u32> {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let w = word.to_ascii_lowercase();
+    MONTHS
+        .iter()
+        .position(|m| w.starts_with(m))
+        .map(|i| i as u32 + 1)
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+fn date_of_birth(span: &str) -> Verdict {
+    let numbers: Vec<u32> = span
+        .split(|c: char| digit_value(c).is_none())
+        .filter(|s| !s.is_empty())
+        .map(|s| digits(s).iter().fold(0u32, |a, &d| a * 10 + u32::from(d)))
+        .collect();
+    let month_name = span
+        .split(|c: char| !c.is_alphabetic())
+        .find_map(month_from_name);
+    let plausible = |y: u32, m: u32, d: u32| {
+        (1900..=2100).contains(&y) && (1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m)
+    };
+    let ok = match (month_name, numbers.as_slice()) {
+        (Some(m), [a, b]) => {
+            let (day, year) = if *a > 31 { (*b, *a) } else { (*a, *b) };
+            plausible(year, m, day)
+        }
+        (None, [y, m, d]) if *y >= 1900 => plausible(*y, *m, *d),
+        // dd/mm/yyyy or mm/dd/yyyy: either reading makes it a date
+        (None, [a, b, y]) => plausible(*y, *b, *a) || plausible(*y, *a, *b),
+        _ => false,
+    };
+    verdict(ok, "not a calendar date")
+}
+
+/// Capitalised words that follow "this is" / "I'm" without being names. Sentiment words matter
+/// most: redacting "I'm Furious" as a PERSON would blind the classifier.
+const NOT_NAMES: &[&str] = &[
+    "sorry", "happy", "sad", "angry", "furious", "upset", "mad", "glad", "done", "fine", "good",
+    "great", "bad", "terrible", "awful", "horrible", "ridiculous", "unacceptable", "amazing",
+    "awesome", "excellent", "disappointed", "frustrated", "annoyed", "confused", "tired", "sick",
+    "not", "very", "so", "really", "just", "still", "also", "here", "there", "ok", "okay", "it",
+    "the", "this", "that", "what", "why", "how", "when", "where", "who", "yes", "no", "please",
+    "thanks", "thank", "hello", "hi", "hey", "dear", "sir", "madam", "customer", "support",
+    "service", "team", "agent", "manager", "account", "order", "a", "an", "my", "your", "our",
+    "their", "his", "her", "we", "you", "they", "he", "she", "me", "i", "going", "trying",
+    "calling", "writing", "waiting", "back", "again", "now", "today", "tomorrow", "yesterday",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "best", "kind",
+    "warm", "many", "much", "all", "regards", "sincerely", "cheers", "love", "hate", "never",
+    "always", "absolutely", "totally", "completely", "extremely", "super", "pretty", "quite",
+    "worried", "concerned", "pleased", "satisfied", "unhappy", "impressed", "shocked", "lost",
+];
+
+fn person_name(span: &str) -> Verdict {
+    let first = span
+        .split([' ', '-', '\''])
+        .next()
+        .unwrap_or("")
+        .to_lowercase();
+    verdict(
+        !NOT_NAMES.contains(&first.as_str()) && span.chars().count() >= 2,
+        "a common word, not a name",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds(s: &str) -> Vec<u8> {
+        digits(s)
+    }
+
+    #[test]
+    fn luhn_table() {
+        for (number, valid) in [
+            ("4111111111111111", true),
+            ("4111111111111112", false),
+            ("5500005555555559", true),
+            ("378282246310005", true),
+            ("6011111111111117", true),
+            ("0000000000000000", true),
+            ("1", false),
+        ] {
+            assert_eq!(luhn_valid(&ds(number)), valid, "{number}");
+        }
+    }
+
+    #[test]
+    fn issuer_table() {
+        for (number, issuer) in [
+            ("4111111111111111", Some("visa")),
+            ("5500005555555559", Some("mastercard")),
+            ("2221000000000009", Some("mastercard")),
+            ("378282246310005", Some("amex")),
+            ("37828224631000", None),
+            ("6011111111111117", Some("discover")),
+            ("3530111333300000", Some("jcb")),
+            ("0000000000000000", None),
+        ] {
+            assert_eq!(card_issuer(&ds(number)), issuer, "{number}");
+        }
+    }
+
+    #[test]
+    fn iban_table() {
+        for (iban, valid) in [
+            ("GB82WEST12345698765432", true),
+            ("DE89370400440532013000", true),
+            ("FR1420041010050500013M02606", true),
+            ("NL91ABNA0417164300", true),
+            ("GB82WEST12345698765433", false),
+            ("DE89370400440532013001", false),
+        ] {
+            assert_eq!(iban_mod97_valid(iban), valid, "{iban}");
+        }
+    }
+
+    #[test]
+    fn nanp_table() {
+        for (n, valid) in [
+            ("4155552671", true),
+            ("14155552671", true),
+            ("1234567890", false),
+            ("4115552671", false),
+            ("4150552671", false),
+            ("4159112671", false),
+        ] {
+            assert_eq!(nanp(&ds(n)), valid, "{n}");
+        }
+    }
+
+    #[test]
+    fn ssn_table() {
+        for (n, valid) in [
+            ("536-90-4399", true),
+            ("000-12-3456", false),
+            ("666-12-3456", false),
+            ("912-12-3456", false),
+            ("536-00-4399", false),
+            ("536-90-0000", false),
+            ("078-05-1120", false),
+            ("111-11-1111", false),
+        ] {
+            assert_eq!(us_ssn(&ds(n)) == Verdict::Valid, valid, "{n}");
+        }
+    }
+
+    #[test]
+    fn aba_and_nhs_tables() {
+        for (n, valid) in [
+            ("011000015", true),
+            ("021000021", true),
+            ("011000016", false),
+            ("991000015", false),
+        ] {
+            assert_eq!(aba_routing(&ds(n)) == Verdict::Valid, valid, "{n}");
+        }
+        for (n, valid) in [
+            ("943 476 5919", true),
+            ("401 023 2137", true),
+            ("943 476 5918", false),
+            ("000 000 0000", false),
+        ] {
+            assert_eq!(uk_nhs(&ds(n)) == Verdict::Valid, valid, "{n}");
+        }
+    }
+
+    #[test]
+    fn crypto_table() {
+        for (addr, valid) in [
+            ("1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2", true),
+            ("3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy", true),
+            ("1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN3", false),
+            ("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", true),
+            ("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdr", false),
+            ("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", true),
+            ("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed", true),
+            ("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD", false),
+        ] {
+            assert_eq!(crypto_wallet(addr) == Verdict::Valid, valid, "{addr}");
+        }
+    }
+
+    #[test]
+    fn dates_and_addresses() {
+        assert_eq!(date_of_birth("14/03/1985"), Verdict::Valid);
+        assert_eq!(date_of_birth("03/14/1985"), Verdict::Valid);
+        assert!(matches!(date_of_birth("31/02/1985"), Verdict::Invalid(_)));
+        assert_eq!(date_of_birth("March 14, 1985"), Verdict::Valid);
+        assert_eq!(date_of_birth("1985-03-14"), Verdict::Valid);
+        assert!(matches!(ipv6("10:30:00"), Verdict::Invalid(_)));
+        assert_eq!(ipv6("2001:db8::8a2e:370:7334"), Verdict::Valid);
+        assert_eq!(
+            deobfuscate_email("john dot smith at gmail dot com"),
+            "john.smith@gmail.com"
+        );
+        assert_eq!(email_obfuscated("jane(at)example(dot)org"), Verdict::Valid);
+    }
+}

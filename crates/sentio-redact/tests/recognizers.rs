@@ -1,0 +1,180 @@
+//! Table-driven recognizer cases: what must be found (entity and exact value) and look-alikes
+//! that must not be.
+
+use sentio_redact::{AnalyzeOptions, Engine};
+
+fn found(engine: &Engine, text: &str) -> Vec<(String, String)> {
+    engine
+        .analyze(text, &AnalyzeOptions::default())
+        .into_iter()
+        .map(|d| (d.entity_type, text[d.start..d.end].to_owned()))
+        .collect()
+}
+
+#[test]
+fn true_positives() {
+    let engine = Engine::builtin().unwrap();
+    let cases: &[(&str, &str, &str)] = &[
+        // (text, entity, exact value found)
+        ("mail me at jane.doe+promo@example.co.uk please", "EMAIL_ADDRESS", "jane.doe+promo@example.co.uk"),
+        ("it's john dot smith at gmail dot com", "EMAIL_ADDRESS", "john dot smith at gmail dot com"),
+        ("reach jane(at)example(dot)org", "EMAIL_ADDRESS", "jane(at)example(dot)org"),
+        ("call +44 20 7946 0958 now", "PHONE_NUMBER", "+44 20 7946 0958"),
+        ("my cell is +1 (415) 555-2671", "PHONE_NUMBER", "+1 (415) 555-2671"),
+        ("ring 0049 30 901820 today", "PHONE_NUMBER", "0049 30 901820"),
+        ("call me on (415) 555-2671", "PHONE_NUMBER", "(415) 555-2671"),
+        ("number 415.555.2671", "PHONE_NUMBER", "415.555.2671"),
+        ("my phone is 4155552671", "PHONE_NUMBER", "4155552671"),
+        ("mobile 07700 900123", "PHONE_NUMBER", "07700 900123"),
+        ("portable 06 12 34 56 78", "PHONE_NUMBER", "06 12 34 56 78"),
+        ("card 4111 1111 1111 1111 exp 12/27", "CREDIT_CARD", "4111 1111 1111 1111"),
+        ("4111-1111-1111-1111", "CREDIT_CARD", "4111-1111-1111-1111"),
+        ("visa 4111.1111.1111.1111 thanks", "CREDIT_CARD", "4111.1111.1111.1111"),
+        ("amex 3782 822463 10005", "CREDIT_CARD", "3782 822463 10005"),
+        ("card ４１１１ １１１１ １１１１ １１１１", "CREDIT_CARD", "４１１１ １１１１ １１１１ １１１１"),
+        ("pay 4111 1111 1111 1111 2025 due", "CREDIT_CARD", "4111 1111 1111 1111"),
+        ("IBAN GB82 WEST 1234 5698 7654 32 ok", "IBAN_CODE", "GB82 WEST 1234 5698 7654 32"),
+        ("DE89370400440532013000", "IBAN_CODE", "DE89370400440532013000"),
+        ("ssn 536-90-4399", "US_SSN", "536-90-4399"),
+        ("my social security number is 536904399", "US_SSN", "536904399"),
+        ("server 192.168.10.24 is down", "IP_ADDRESS", "192.168.10.24"),
+        ("from 2001:db8::8a2e:370:7334 again", "IP_ADDRESS", "2001:db8::8a2e:370:7334"),
+        ("see https://example.com/account?id=7).", "URL", "https://example.com/account?id=7"),
+        ("router 00:1A:2B:3C:4D:5E", "MAC_ADDRESS", "00:1A:2B:3C:4D:5E"),
+        ("send to 1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2", "CRYPTO", "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2"),
+        ("eth 0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "CRYPTO", "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+        ("key AKIAIOSFODNN7EXAMPLE leaked", "AWS_ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE"),
+        ("aws secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AWS_SECRET_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        ("token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789", "API_KEY", "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"),
+        ("I was born on 14/03/1985", "DATE_OF_BIRTH", "14/03/1985"),
+        ("DOB: March 14, 1985", "DATE_OF_BIRTH", "March 14, 1985"),
+        ("routing number 011000015", "ABA_ROUTING_NUMBER", "011000015"),
+        ("bank account 12345678901", "US_BANK_NUMBER", "12345678901"),
+        ("NHS number 943 476 5919", "UK_NHS", "943 476 5919"),
+        ("Hi, my name is Maria Gonzalez and", "PERSON", "Maria Gonzalez"),
+        ("I spoke with Dr. Patel yesterday", "PERSON", "Patel"),
+        ("this is Tom from accounts", "PERSON", "Tom"),
+        ("ship it to 1600 Pennsylvania Avenue please", "STREET_ADDRESS", "1600 Pennsylvania Avenue"),
+    ];
+    let mut failures = Vec::new();
+    for (text, entity, value) in cases {
+        let got = found(&engine, text);
+        if !got.iter().any(|(e, v)| e == entity && v == value) {
+            failures.push(format!("{text:?}: wanted {entity} {value:?}, got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn look_alikes_are_not_reported() {
+    let engine = Engine::builtin().unwrap();
+    let cases: &[&str] = &[
+        "card 4111 1111 1111 1112",                   // Luhn fails
+        "ref 1234 5678 9012 3456",                    // Luhn passes? no issuer 1
+        "IBAN GB82 WEST 1234 5698 7654 33",           // mod-97 fails
+        "DE89370400440532013001",                     // mod-97 fails
+        "order #4155552671 shipped",                  // order number, not a phone
+        "order number 4155552671",                    // order number
+        "tracking 1Z999AA10123456784",                // UPS tracking
+        "at 2024-01-15 10:30:00 the app crashed",     // timestamp
+        "call 123-456-7890",                          // NANP area code cannot start with 1
+        "ssn 666-12-3456",                            // never issued
+        "ssn 078-05-1120",                            // voided
+        "version 1.2.3.4 is out",                     // version, not IP
+        "oid 1.3.6.1.4.1",                            // dotted numbers
+        "ip 999.1.1.1",                               // octet > 255
+        "meeting at 10:30:00",                        // time, not IPv6
+        "send to 1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN3", // base58check fails
+        "order placed 14/03/2024",                    // a date without birth context
+        "I'm Furious about this",                     // emotion, not a name
+        "this is Ridiculous.",                        // emotion, not a name
+        "my order 12345678 is late",                  // bank digits without bank context
+        "it costs 1,299.00 dollars",                  // money
+        "routing 011000016",                          // ABA checksum fails
+        "NHS 943 476 5918",                           // mod 11 fails
+        "the product code is ABC-123-XYZ",
+        "hello there, how are you",
+    ];
+    let mut failures = Vec::new();
+    for text in cases {
+        let got = found(&engine, text);
+        if !got.is_empty() {
+            failures.push(format!("{text:?}: expected nothing, got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn context_boost_and_explanation() {
+    let engine = Engine::builtin().unwrap();
+    let plain = engine.analyze("4155552671", &AnalyzeOptions::default());
+    assert!(plain.is_empty(), "a bare 10-digit run needs context");
+    let with = engine.analyze("my phone is 4155552671", &AnalyzeOptions::default());
+    assert_eq!(with.len(), 1);
+    let e = &with[0].explanation;
+    assert_eq!(e.pattern, "nanp_bare");
+    assert_eq!(e.validator, Some("phone_nanp"));
+    assert_eq!(e.validation, "valid");
+    assert_eq!(e.context_words, vec!["phone".to_string()]);
+    assert!((with[0].score - 0.55).abs() < 1e-6);
+}
+
+#[test]
+fn entity_filters_and_threshold() {
+    let engine = Engine::builtin().unwrap();
+    let text = "email a@example.com or call +44 20 7946 0958";
+    let only_email = AnalyzeOptions {
+        entities: Some(vec!["EMAIL_ADDRESS".into()]),
+        ..Default::default()
+    };
+    let got = engine.analyze(text, &only_email);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].entity_type, "EMAIL_ADDRESS");
+    let no_email = AnalyzeOptions {
+        exclude_entities: vec!["EMAIL_ADDRESS".into()],
+        ..Default::default()
+    };
+    let got = engine.analyze(text, &no_email);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].entity_type, "PHONE_NUMBER");
+    // Without context words, the phone (0.75) falls under a 0.8 threshold and the email (0.85) not.
+    let strict = AnalyzeOptions {
+        score_threshold: 0.8,
+        ..Default::default()
+    };
+    let got = engine.analyze("a@example.com or +44 20 7946 0958", &strict);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].entity_type, "EMAIL_ADDRESS");
+}
+
+#[test]
+fn custom_recognizers_from_config() {
+    let custom: sentio_redact::RecognizerFile = sentio_redact::RecognizerFile::from_toml(
+        r#"
+        [[recognizer]]
+        name = "codenames"
+        entity = "PROJECT_CODENAME"
+        deny_list = ["Project Falcon", "Bluebird"]
+
+        [[recognizer]]
+        name = "employee_id"
+        entity = "EMPLOYEE_ID"
+        context = ["employee"]
+        patterns = [{ name = "emp", regex = "EMP-[0-9]{6}", score = 0.4 }]
+        "#,
+    )
+    .unwrap();
+    let engine = Engine::with_custom(&custom.recognizers).unwrap();
+    let got = found(&engine, "is project falcon live? employee EMP-123456 asked, not EMP-654321x");
+    assert_eq!(
+        got,
+        vec![
+            ("PROJECT_CODENAME".to_string(), "project falcon".to_string()),
+            ("EMPLOYEE_ID".to_string(), "EMP-123456".to_string()),
+        ]
+    );
+    let dup = Engine::with_custom(&[custom.recognizers[0].clone(), custom.recognizers[0].clone()]);
+    assert!(dup.is_err());
+}
