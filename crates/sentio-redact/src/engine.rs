@@ -76,6 +76,7 @@ impl AnalyzeOptions {
     }
 }
 
+#[derive(Clone)]
 struct CompiledPattern {
     name: String,
     regex: Regex,
@@ -83,6 +84,7 @@ struct CompiledPattern {
     has_value_group: bool,
 }
 
+#[derive(Clone)]
 struct Recognizer {
     name: String,
     entity: String,
@@ -95,12 +97,20 @@ struct Recognizer {
 }
 
 /// A compiled set of recognizers. Build once, share freely: analysis takes `&self`.
+#[derive(Clone)]
 pub struct Engine {
     recognizers: Vec<Recognizer>,
-    /// All patterns in one automaton: a text with no candidate at all (most chat turns) costs one
-    /// pass; otherwise only the patterns that matched somewhere are run for positions.
-    prefilter: RegexSet,
-    /// `prefilter` index -> (recognizer, pattern).
+    prefilters: Vec<Prefilter>,
+}
+
+/// The patterns of a group of recognizers in one automaton: a text with no candidate at all (most
+/// chat turns) costs one pass; otherwise only the patterns that matched somewhere are run for
+/// positions. Built-in and team recognizers are separate groups, so adding a team's few
+/// recognizers to a compiled engine compiles only those.
+#[derive(Clone)]
+struct Prefilter {
+    set: RegexSet,
+    /// `set` index -> (recognizer, pattern).
     pattern_owner: Vec<(usize, usize)>,
 }
 
@@ -134,11 +144,30 @@ impl Engine {
 
     /// Compiles `file`'s recognizers followed by `extra` ones (same macro table).
     pub fn from_file(file: &RecognizerFile, extra: &[RecognizerSpec]) -> Result<Self, RedactError> {
-        let mut recognizers = Vec::new();
+        let mut engine = Self {
+            recognizers: Vec::new(),
+            prefilters: Vec::new(),
+        };
+        engine.add_group(&file.recognizers, file)?;
+        if !extra.is_empty() {
+            engine.add_group(extra, file)?;
+        }
+        Ok(engine)
+    }
+
+    /// This engine plus `extra` recognizers; only the extra ones are compiled.
+    pub fn extend(&self, extra: &[RecognizerSpec]) -> Result<Self, RedactError> {
+        let mut engine = self.clone();
+        engine.add_group(extra, &RecognizerFile::builtin())?;
+        Ok(engine)
+    }
+
+    fn add_group(&mut self, specs: &[RecognizerSpec], file: &RecognizerFile) -> Result<(), RedactError> {
         let mut sources = Vec::new();
         let mut pattern_owner = Vec::new();
-        let mut names = std::collections::HashSet::new();
-        for spec in file.recognizers.iter().chain(extra) {
+        let mut names: std::collections::BTreeSet<String> =
+            self.recognizers.iter().map(|r| r.name.clone()).collect();
+        for spec in specs {
             if !names.insert(spec.name.clone()) {
                 return Err(RedactError::DuplicateRecognizer(spec.name.clone()));
             }
@@ -166,7 +195,7 @@ impl Engine {
                     reason: "has neither patterns nor a deny_list".into(),
                 });
             }
-            let index = recognizers.len();
+            let index = self.recognizers.len();
             let mut patterns = Vec::new();
             for (name, source, score) in pattern_specs {
                 if !(0.0..=1.0).contains(&score) {
@@ -196,7 +225,7 @@ impl Engine {
             let lower = |words: &[String]| -> Vec<String> {
                 words.iter().map(|w| w.to_lowercase()).collect()
             };
-            recognizers.push(Recognizer {
+            self.recognizers.push(Recognizer {
                 name: spec.name.clone(),
                 entity: spec.entity.clone(),
                 patterns,
@@ -207,7 +236,7 @@ impl Engine {
                 context_window: spec.context_window,
             });
         }
-        let prefilter = RegexSetBuilder::new(&sources)
+        let set = RegexSetBuilder::new(&sources)
             .size_limit(1 << 24)
             .build()
             .map_err(|e| RedactError::BadPattern {
@@ -215,11 +244,8 @@ impl Engine {
                 pattern: "prefilter".into(),
                 reason: e.to_string(),
             })?;
-        Ok(Self {
-            recognizers,
-            prefilter,
-            pattern_owner,
-        })
+        self.prefilters.push(Prefilter { set, pattern_owner });
+        Ok(())
     }
 
     /// Entity types this engine can find, in declaration order, without duplicates.
@@ -244,9 +270,23 @@ impl Engine {
     /// then length (longer first), then recognizer declaration order, then position; each candidate
     /// is kept if it overlaps no candidate already kept. A finding never partially covers another.
     pub fn analyze(&self, text: &str, options: &AnalyzeOptions) -> Vec<Detection> {
+        self.analyze_with_known(text, options, &[])
+    }
+
+    /// [`Engine::analyze`], also finding `known` values (found earlier in the same request or
+    /// conversation) wherever they recur in `text`.
+    pub fn analyze_with_known(
+        &self,
+        text: &str,
+        options: &AnalyzeOptions,
+        known: &[(String, Detection)],
+    ) -> Vec<Detection> {
         let mut candidates = Vec::new();
-        for set_index in self.prefilter.matches(text).iter() {
-            let (ri, pi) = self.pattern_owner[set_index];
+        let matched = self.prefilters.iter().flat_map(|p| {
+            let owners = &p.pattern_owner;
+            p.set.matches(text).into_iter().map(move |i| owners[i])
+        });
+        for (ri, pi) in matched {
             let recognizer = &self.recognizers[ri];
             if !options.wants(&recognizer.entity) {
                 continue;
@@ -274,7 +314,7 @@ impl Engine {
             }
         }
         let kept = resolve_overlaps(candidates);
-        propagate_repeats(text, kept)
+        propagate_repeats(text, kept, known)
     }
 
     fn score_candidate(
@@ -438,20 +478,30 @@ fn resolve_overlaps(mut candidates: Vec<Detection>) -> Vec<Detection> {
     kept
 }
 
-/// A value found once is redacted everywhere it occurs in the same text: a phone number typed a
-/// second time without the words that gave it away must not survive the first redaction.
-fn propagate_repeats(text: &str, found: Vec<Detection>) -> Vec<Detection> {
-    let mut all = found.clone();
-    for d in &found {
-        let value = &text[d.start..d.end];
-        for (start, _) in text.match_indices(value) {
+/// A value found once is redacted everywhere it occurs in the same text, and in the later texts
+/// of the same request or conversation: a phone number typed a second time without the words that
+/// gave it away must not survive the first redaction.
+fn propagate_repeats(
+    text: &str,
+    found: Vec<Detection>,
+    known: &[(String, Detection)],
+) -> Vec<Detection> {
+    let here: Vec<(String, Detection)> = found
+        .iter()
+        .map(|d| (text[d.start..d.end].to_owned(), d.clone()))
+        .collect();
+    let mut all = found;
+    for (value, template) in here.iter().chain(known) {
+        for (start, _) in text.match_indices(value.as_str()) {
             let end = start + value.len();
             let free = all.iter().all(|k| end <= k.start || start >= k.end);
             if free && on_word_boundaries(text, start, end) {
-                let mut repeat = d.clone();
+                let mut repeat = template.clone();
                 repeat.start = start;
                 repeat.end = end;
-                repeat.explanation.pattern = format!("{} (repeat)", d.explanation.pattern);
+                if !repeat.explanation.pattern.ends_with(REPEAT_SUFFIX) {
+                    repeat.explanation.pattern.push_str(REPEAT_SUFFIX);
+                }
                 all.push(repeat);
             }
         }
@@ -459,6 +509,9 @@ fn propagate_repeats(text: &str, found: Vec<Detection>) -> Vec<Detection> {
     all.sort_by_key(|d| d.start);
     all
 }
+
+/// Marks, in an explanation, a finding that repeats a value found elsewhere.
+const REPEAT_SUFFIX: &str = " (repeat)";
 
 fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'

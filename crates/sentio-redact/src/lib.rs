@@ -81,6 +81,14 @@ impl Policy {
     }
 }
 
+/// State shared by the texts of one request or conversation: `<PERSON_1>` stays the same person,
+/// and a value found in one text is redacted wherever it recurs in the others.
+#[derive(Debug, Default, Clone)]
+pub struct RequestScope {
+    pseudonyms: Pseudonyms,
+    known: Vec<(String, Detection)>,
+}
+
 /// A `[start, end)` range in the three encodings clients index strings by: UTF-8 bytes (Rust,
 /// Go), Unicode scalar values (Python), UTF-16 code units (JavaScript, Java, C#).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -113,9 +121,10 @@ pub struct Redaction {
 
 impl Engine {
     /// Finds entities in `text` and replaces each as the policy says. Call [`Policy::check`] once
-    /// before; `pseudonyms` carries `<PERSON_1>` numbering across the texts of one request.
-    pub fn redact(&self, text: &str, policy: &Policy, pseudonyms: &mut Pseudonyms) -> Redaction {
-        let detections = self.analyze(text, &policy.analyze);
+    /// before; `scope` carries what the earlier texts of the same request or conversation taught.
+    pub fn redact(&self, text: &str, policy: &Policy, scope: &mut RequestScope) -> Redaction {
+        let detections = self.analyze_with_known(text, &policy.analyze, &scope.known);
+        let pseudonyms = &mut scope.pseudonyms;
         let mut redacted = String::with_capacity(text.len());
         let mut output_ranges = Vec::with_capacity(detections.len());
         let mut cursor = 0;
@@ -136,6 +145,12 @@ impl Engine {
         }
         redacted.push_str(&text[cursor..]);
 
+        for d in &detections {
+            let value = &text[d.start..d.end];
+            if !scope.known.iter().any(|(v, k)| v == value && k.entity_type == d.entity_type) {
+                scope.known.push((value.to_owned(), d.clone()));
+            }
+        }
         let input_spans = spans(text, detections.iter().map(|d| (d.start, d.end)));
         let output_spans = spans(&redacted, output_ranges.into_iter());
         let findings = detections

@@ -1,6 +1,6 @@
 //! Operators: what a finding becomes in the redacted text (Presidio's anonymizer operators).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -107,10 +107,12 @@ impl OperatorPolicy {
 }
 
 /// Keeps `<PERSON_1>` the same person across the texts of one request or conversation.
+/// Ordered maps, not hash maps: keys are customer-controlled, and a pre-initialized component
+/// would freeze a hash seed into its snapshot.
 #[derive(Debug, Default, Clone)]
 pub struct Pseudonyms {
-    assigned: HashMap<(String, String), usize>,
-    next: HashMap<String, usize>,
+    assigned: BTreeMap<(String, String), usize>,
+    next: BTreeMap<String, usize>,
 }
 
 impl Pseudonyms {

@@ -1,7 +1,7 @@
 //! Span and redaction invariants over generated chat text mixing PII, words and arbitrary Unicode.
 
 use proptest::prelude::*;
-use sentio_redact::{Engine, Policy, Pseudonyms, Span};
+use sentio_redact::{Engine, Policy, RequestScope, Span};
 
 const FRAGMENTS: &[&str] = &[
     "my email is jane.doe@example.com",
@@ -63,7 +63,7 @@ proptest! {
     fn redaction_invariants(text in text_strategy()) {
         let engine = Engine::builtin().unwrap();
         let policy = Policy::default();
-        let r = engine.redact(&text, &policy, &mut Pseudonyms::default());
+        let r = engine.redact(&text, &policy, &mut RequestScope::default());
         let mut last_end = 0;
         for f in &r.findings {
             check_span(&text, &f.input);
@@ -79,7 +79,7 @@ proptest! {
             );
         }
         // Idempotence: the redacted text holds nothing more to find.
-        let again = engine.redact(&r.redacted_text, &policy, &mut Pseudonyms::default());
+        let again = engine.redact(&r.redacted_text, &policy, &mut RequestScope::default());
         assert!(again.findings.is_empty(), "second pass found {:?} in {:?}", again.findings, r.redacted_text);
         assert_eq!(again.redacted_text, r.redacted_text);
     }

@@ -1,0 +1,164 @@
+//! `sentio`: run the system locally, redact from the shell.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "sentio",
+    version,
+    about = "Real-time customer sentiment analysis: redact PII, then classify.",
+    long_about = "Sentio redacts personal data from customer text and scores its sentiment.\n\n\
+        `sentio serve` runs the edge components of spin.toml on this machine exactly as Spin\n\
+        would (a fresh WebAssembly instance per request). `sentio redact` runs the same\n\
+        redaction engine natively on text from the shell."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP components of a Spin manifest on a local address.
+    ///
+    /// Build the components first (`cargo build --profile component --target wasm32-wasip2
+    /// --workspace --exclude ...`, or simply `./run`). Prints `listening on http://ADDR` once ready.
+    Serve {
+        /// Address to listen on; port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+        /// The Spin manifest.
+        #[arg(long, default_value = "spin.toml")]
+        manifest: PathBuf,
+        /// Set an application variable (repeatable): `--variable redact_hash_key=...`.
+        #[arg(long = "variable", value_name = "NAME=VALUE", value_parser = parse_variable)]
+        variables: Vec<(String, String)>,
+        /// Seconds a request may take before it is answered 504.
+        #[arg(long, default_value_t = 30)]
+        request_timeout_secs: u64,
+    },
+    /// Redact PII from text: an argument, or one text per line on stdin (JSON lines out).
+    ///
+    /// Examples:
+    ///   sentio redact "call me at +44 20 7946 0958"
+    ///   cat chats.txt | sentio redact --operators '{"DEFAULT": {"type": "mask", "keep_last": 2}}'
+    Redact {
+        /// The text; reads stdin line by line when absent.
+        text: Option<String>,
+        /// Operators per entity type as JSON, as in the /redact API.
+        #[arg(long)]
+        operators: Option<String>,
+        /// Minimum score for a finding (0-1).
+        #[arg(long)]
+        score_threshold: Option<f32>,
+    },
+    /// List the entity types and recognizers the built-in engine knows.
+    Entities,
+}
+
+fn parse_variable(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SENTIO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            listen,
+            manifest,
+            variables,
+            request_timeout_secs,
+        } => {
+            init_logging();
+            let mut options = sentio_host::HostOptions::new(manifest);
+            options.variables = variables.into_iter().collect::<BTreeMap<_, _>>();
+            options.request_timeout = Duration::from_secs(request_timeout_secs);
+            serve(options, listen)
+        }
+        Command::Redact {
+            text,
+            operators,
+            score_threshold,
+        } => redact(text, operators, score_threshold),
+        Command::Entities => {
+            let engine = sentio_redact::Engine::builtin()?;
+            for entity in engine.supported_entities() {
+                println!("{entity}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn serve(options: sentio_host::HostOptions, listen: SocketAddr) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let app = sentio_host::App::load(&options)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        for (route, component) in app.routes() {
+            println!("route {route} -> {component}");
+        }
+        println!("listening on http://{addr}");
+        std::io::stdout().flush()?;
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        app.serve(listener, shutdown).await
+    })
+}
+
+fn redact(text: Option<String>, operators: Option<String>, score_threshold: Option<f32>) -> Result<()> {
+    let engine = sentio_redact::Engine::builtin()?;
+    let config = sentio_core::EdgeConfig::from_lookup(|name| {
+        std::env::var(format!("SENTIO_{}", name.to_ascii_uppercase())).ok()
+    })?;
+    let operators: serde_json::Value = match operators {
+        Some(json) => serde_json::from_str(&json).context("--operators is not valid JSON")?,
+        None => serde_json::json!({}),
+    };
+    let run = |t: String| -> Result<()> {
+        let mut request = serde_json::json!({"text": t, "operators": operators});
+        if let Some(s) = score_threshold {
+            request["score_threshold"] = serde_json::json!(s);
+        }
+        let body = serde_json::to_vec(&request)?;
+        match sentio_core::redact_api::redact(&engine, &config, &body) {
+            Ok(response) => println!("{}", serde_json::to_string(&response)?),
+            Err(e) => bail!("{} ({})", e, e.field().unwrap_or("request")),
+        }
+        Ok(())
+    };
+    match text {
+        Some(t) => run(t),
+        None => {
+            for line in std::io::stdin().lock().lines() {
+                run(line?)?;
+            }
+            Ok(())
+        }
+    }
+}

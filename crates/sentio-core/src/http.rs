@@ -1,0 +1,119 @@
+//! Transport-independent request checks: content type, size, UTF-8, JSON into typed requests with
+//! errors that name the field. Shells hand in bytes and headers; nothing here does I/O.
+
+use serde::de::DeserializeOwned;
+
+use crate::ApiError;
+
+/// Accepts `application/json` with an optional UTF-8 charset parameter.
+pub fn check_json_content_type(content_type: Option<&str>) -> Result<(), ApiError> {
+    let found = content_type.unwrap_or("").trim();
+    let mut parts = found.split(';').map(str::trim);
+    let mime = parts.next().unwrap_or("");
+    let charset_ok = parts.all(|p| {
+        p.split_once('=')
+            .is_none_or(|(k, v)| !k.trim().eq_ignore_ascii_case("charset") || v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8"))
+    });
+    if mime.eq_ignore_ascii_case("application/json") && charset_ok {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType {
+            found: if found.is_empty() {
+                "no Content-Type".into()
+            } else {
+                found.chars().take(100).collect()
+            },
+        })
+    }
+}
+
+/// Parses a JSON body into `T`: invalid UTF-8 and broken JSON are 400, a well-formed document
+/// with a wrong, missing or unknown field is 422 naming that field (`texts[2]`, `metadata.priority`).
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(ApiError::InvalidUtf8 {
+            valid_up_to: e.valid_up_to(),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let value = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            return Err(match inner.classify() {
+                serde_json::error::Category::Data => {
+                    let field = if path == "." {
+                        unknown_field_name(&inner.to_string()).unwrap_or_else(|| "body".into())
+                    } else {
+                        path
+                    };
+                    ApiError::invalid(field, strip_position(&inner.to_string()))
+                }
+                _ => ApiError::MalformedJson {
+                    detail: inner.to_string(),
+                },
+            });
+        }
+    };
+    de.end().map_err(|e| ApiError::MalformedJson {
+        detail: e.to_string(),
+    })?;
+    Ok(value)
+}
+
+/// serde reports an unknown or missing top-level field at path "."; pull its name out of the
+/// message (`unknown field `txt`, expected ...`).
+fn unknown_field_name(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_owned())
+}
+
+/// serde_json appends " at line 1 column 42"; the field name is the useful part for clients.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Req {
+        text: String,
+        #[serde(default)]
+        n: Option<u32>,
+        #[serde(default)]
+        texts: Vec<String>,
+    }
+
+    #[test]
+    fn content_types() {
+        assert!(check_json_content_type(Some("application/json")).is_ok());
+        assert!(check_json_content_type(Some("Application/JSON; charset=UTF-8")).is_ok());
+        assert!(check_json_content_type(Some("application/json; charset=latin1")).is_err());
+        assert!(check_json_content_type(Some("text/plain")).is_err());
+        assert!(check_json_content_type(None).is_err());
+    }
+
+    #[test]
+    fn parse_errors_name_fields() {
+        let err = |body: &[u8]| parse_json::<Req>(body).unwrap_err();
+        assert_eq!(err(b"{\"text\": ").status(), 400);
+        assert_eq!(err(b"\xff\xfe").kind(), "invalid_utf8");
+        assert_eq!(err(br#"{"text": 5}"#).field(), Some("text"));
+        assert_eq!(err(br#"{"text": "a", "n": "x"}"#).field(), Some("n"));
+        assert_eq!(err(br#"{"text": "a", "texts": ["a", 3]}"#).field(), Some("texts[1]"));
+        assert_eq!(err(br#"{"txt": "a"}"#).field(), Some("txt"));
+        assert_eq!(err(br#"{}"#).field(), Some("text"));
+        assert_eq!(err(br#"{"text": "a"} trailing"#).status(), 400);
+        assert_eq!(err(br#"[1]"#).status(), 422);
+    }
+}

@@ -1,0 +1,14 @@
+//! Sentio's shared core: wire types, request metadata, the error kinds and their one HTTP status
+//! table, configuration, and the endpoint logic that every tier's thin shell calls.
+//!
+//! Pure Rust with no I/O: compiles for native targets and `wasm32-wasip2`.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metadata;
+pub mod redact_api;
+
+pub use config::{ConfigError, EdgeConfig};
+pub use error::ApiError;
+pub use metadata::{Metadata, Priority};

@@ -1,0 +1,348 @@
+//! The HTTP server: routes requests to components, one fresh instance per request.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use wasmtime::component::{GuestTaskId, ResourceTable};
+use wasmtime::{Engine, Store, StoreContextMut, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi_http::handler::{
+    HandlerState, Instance, ProxyHandler, ShouldAccept, WorkerExpiration, WorkerState,
+    WorkerStatus,
+};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx};
+
+use crate::manifest::Manifest;
+use crate::outbound::{OutboundHooks, full_body};
+use crate::routes::Router;
+use crate::runtime::{EPOCH_TICK, HostState};
+use crate::{HostOptions, PreparedComponent};
+
+/// A loaded application, ready to serve.
+pub struct App {
+    name: String,
+    router: Router,
+    components: Vec<ProxyHandler<ComponentHandler>>,
+    /// Bounds live instances below the pooling allocator's slot count.
+    admission: Arc<Semaphore>,
+    engine: Engine,
+}
+
+/// Per-component state the request handler instantiates from.
+struct ComponentHandler {
+    engine: Engine,
+    component: PreparedComponent,
+    max_memory_bytes: usize,
+    timeout: Duration,
+}
+
+impl HandlerState for ComponentHandler {
+    type StoreData = HostState;
+    type WorkerExpiration = Deadline;
+    type WorkerState = SingleRequest;
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance<HostState, Deadline, SingleRequest>> {
+        let c = &self.component;
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&c.environment).inherit_stderr();
+        for (host_dir, guest_path) in &c.mounts {
+            wasi.preopened_dir(host_dir, guest_path, FsPerms::ReadOnly)?;
+        }
+        let state = HostState {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundHooks {
+                allowed: c.allowed_outbound.clone(),
+            },
+            variables: c.variables.clone(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.max_memory_bytes)
+                .build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = (self.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let proxy = c.pre.instantiate_async(&mut store).await?;
+        Ok(Instance {
+            store,
+            proxy,
+            view: HostState::http_view,
+            expiration: Deadline::after(self.timeout),
+            state: SingleRequest {
+                timeout: self.timeout,
+                component: c.id.clone(),
+            },
+        })
+    }
+}
+
+/// Spin semantics: an instance serves exactly one request, then is dropped.
+struct SingleRequest {
+    timeout: Duration,
+    component: String,
+}
+
+impl WorkerState for SingleRequest {
+    type StoreData = HostState;
+    type RequestData = ();
+
+    fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
+        if total == 0 {
+            ShouldAccept::Yes
+        } else {
+            ShouldAccept::Never
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        _store: StoreContextMut<'_, HostState>,
+        _data: (),
+        _task: GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        Box::pin(tokio::time::sleep(self.timeout))
+    }
+
+    fn drop(&self, _store: Store<HostState>, result: wasmtime::Result<()>) {
+        if let Err(e) = result {
+            // The error is wasmtime's (trap, timeout): it carries no request data.
+            tracing::warn!(component = %self.component, error = %e, "instance ended with an error");
+        }
+    }
+}
+
+/// Expires an instance still busy when its request's time is up (a second line of defence behind
+/// the epoch deadline, for instances blocked outside the guest).
+struct Deadline {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Deadline {
+    fn after(timeout: Duration) -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep(timeout + EPOCH_TICK * 10)),
+        }
+    }
+}
+
+impl WorkerExpiration for Deadline {
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        state: WorkerStatus,
+        _start: Instant,
+    ) -> Poll<()> {
+        match state {
+            // An idle single-request instance ends by itself.
+            WorkerStatus::Idle => Poll::Pending,
+            WorkerStatus::Requests | WorkerStatus::PostReturn => self.sleep.as_mut().poll(cx),
+        }
+    }
+}
+
+type ResponseBody = WasiBody;
+
+fn json_response(status: StatusCode, kind: &str, message: &str) -> Response<ResponseBody> {
+    let body = serde_json::json!({"error": {"kind": kind, "message": message}});
+    let mut response = Response::new(full_body(body.to_string()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
+impl App {
+    /// Loads the manifest and prepares every HTTP component.
+    pub fn load(options: &HostOptions) -> Result<Arc<Self>> {
+        let (manifest, base) = Manifest::load(&options.manifest_path)?;
+        let engine = crate::runtime::engine(&options.limits)?;
+        let prepared = crate::prepare_components(&manifest, &base, options, &engine)?;
+        let router = Router::new(
+            prepared
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (i, c.route.clone())),
+        );
+        let components = prepared
+            .into_iter()
+            .map(|component| {
+                ProxyHandler::new(ComponentHandler {
+                    engine: engine.clone(),
+                    component,
+                    max_memory_bytes: options.limits.max_memory_bytes,
+                    timeout: options.request_timeout,
+                })
+            })
+            .collect();
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("sentio-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("starting the epoch thread")?;
+        Ok(Arc::new(Self {
+            name: manifest.application.name,
+            router,
+            components,
+            admission: Arc::new(Semaphore::new(
+                (options.limits.max_instances as usize / 2).max(1),
+            )),
+            engine,
+        }))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Routes (pattern, component id) in match order.
+    pub fn routes(&self) -> Vec<(String, String)> {
+        self.components
+            .iter()
+            .map(|h| {
+                let c = &h.state().component;
+                (c.route.clone(), c.id.clone())
+            })
+            .collect()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets open requests finish.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, client) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            continue;
+                        }
+                    };
+                    let app = self.clone();
+                    connections.spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            let app = app.clone();
+                            async move { Ok::<_, std::convert::Infallible>(app.handle(req, client).await) }
+                        });
+                        let result = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            // Slow clients (slowloris) get 10 s to send their headers.
+                            .header_read_timeout(Duration::from_secs(10))
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "connection closed with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        let drain = async { while connections.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+        Ok(())
+    }
+
+    /// Handles one request: route, fresh instance, response.
+    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        if path == "/.well-known/spin/health" {
+            return Response::new(full_body("OK"));
+        }
+        let Some(matched) = self.router.route(&path) else {
+            return json_response(StatusCode::NOT_FOUND, "not_found", "no route matches this path");
+        };
+        let handler = &self.components[matched.index];
+        let component = &handler.state().component;
+        let Ok(_permit) = self.admission.acquire().await else {
+            return json_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "host is shutting down");
+        };
+        let (mut parts, body) = req.into_parts();
+        let authority = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1")
+            .to_owned();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into());
+        let full_url = format!("http://{authority}{path_and_query}");
+        match full_url.parse::<Uri>() {
+            Ok(uri) => parts.uri = uri,
+            Err(_) => {
+                return json_response(StatusCode::BAD_REQUEST, "bad_request", "invalid Host header");
+            }
+        }
+        // The headers Spin adds for its HTTP trigger.
+        let spin_headers = [
+            ("spin-full-url", full_url.clone()),
+            ("spin-path-info", matched.path_info.clone()),
+            ("spin-matched-route", component.route.clone()),
+            ("spin-raw-component-route", component.route.clone()),
+            ("spin-component-route", component.route.trim_end_matches("/...").to_owned()),
+            ("spin-base-path", "/".to_owned()),
+            ("spin-client-addr", client.to_string()),
+        ];
+        for (name, value) in spin_headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                parts.headers.insert(name, v);
+            }
+        }
+        let body = body.map_err(wasmtime_wasi_http::Error::Hyper).boxed_unsync();
+        let response = match handler.handle((), Request::from_parts(parts, body)).await {
+            Ok(response) => response,
+            Err(e) => {
+                let timed_out = e.downcast_ref::<wasmtime_wasi_http::handler::ExpirationError>().is_some();
+                tracing::error!(component = %component.id, error = %e, "component failed");
+                if timed_out {
+                    json_response(StatusCode::GATEWAY_TIMEOUT, "timeout", "the component did not answer in time")
+                } else {
+                    json_response(StatusCode::INTERNAL_SERVER_ERROR, "component_failed", "the component failed; see the host log")
+                }
+            }
+        };
+        tracing::info!(
+            method = %method,
+            route = %component.route,
+            component = %component.id,
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        response
+    }
+}
