@@ -6,6 +6,7 @@
 //!   `wasi:http/handler@0.3.0` (spin-sdk 7) and `wasi:http/incoming-handler@0.2` components;
 //! * implements `spin:variables` from `[variables]`, `SPIN_VARIABLE_*` and `--variable`.
 
+pub mod library;
 pub mod manifest;
 pub mod outbound;
 pub mod routes;

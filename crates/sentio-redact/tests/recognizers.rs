@@ -22,6 +22,7 @@ fn true_positives() {
         ("call +44 20 7946 0958 now", "PHONE_NUMBER", "+44 20 7946 0958"),
         ("my cell is +1 (415) 555-2671", "PHONE_NUMBER", "+1 (415) 555-2671"),
         ("ring 0049 30 901820 today", "PHONE_NUMBER", "0049 30 901820"),
+        ("ticket 7: call +1 415 555 2600", "PHONE_NUMBER", "+1 415 555 2600"),
         ("call me on (415) 555-2671", "PHONE_NUMBER", "(415) 555-2671"),
         ("number 415.555.2671", "PHONE_NUMBER", "415.555.2671"),
         ("my phone is 4155552671", "PHONE_NUMBER", "4155552671"),
