@@ -3,7 +3,9 @@
 
 mod common;
 
-use sentio_host::library::{EntityOperator, MaskOptions, Operator, Policy, RedactionError, RedactorComponent};
+use sentio_host::library::{
+    EntityOperator, MaskOptions, Operator, Policy, RedactionError, RedactorComponent,
+};
 
 fn load() -> RedactorComponent {
     let engine = sentio_host::runtime::engine(&Default::default()).unwrap();
@@ -30,8 +32,14 @@ fn component_matches_native_engine() {
         assert_eq!(got.findings.len(), want.findings.len());
         for (g, w) in got.findings.iter().zip(&want.findings) {
             assert_eq!(g.entity_type, w.entity_type);
-            assert_eq!(g.input.utf16, (w.input.utf16[0] as u32, w.input.utf16[1] as u32));
-            assert_eq!(g.output.chars, (w.output.chars[0] as u32, w.output.chars[1] as u32));
+            assert_eq!(
+                g.input.utf16,
+                (w.input.utf16[0] as u32, w.input.utf16[1] as u32)
+            );
+            assert_eq!(
+                g.output.chars,
+                (w.output.chars[0] as u32, w.output.chars[1] as u32)
+            );
         }
     }
     let entities = instance.supported_entities().unwrap();
@@ -45,20 +53,48 @@ fn component_policies_and_errors() {
     let policy = Policy {
         operators: vec![EntityOperator {
             entity: "PHONE_NUMBER".into(),
-            operator: Operator::Mask(MaskOptions { masking_char: '#', chars_to_mask: None, from_end: false, keep_last: Some(2) }),
+            operator: Operator::Mask(MaskOptions {
+                masking_char: '#',
+                chars_to_mask: None,
+                from_end: false,
+                keep_last: Some(2),
+            }),
         }],
         default_operator: Some(Operator::Pseudonym),
         ..Policy::default()
     };
-    let texts = vec!["my name is Ann Lee, call 415-555-2671".to_string(), "Ann Lee called".to_string()];
+    let texts = vec![
+        "my name is Ann Lee, call 415-555-2671".to_string(),
+        "Ann Lee called".to_string(),
+    ];
     let results = instance.redact_batch(&texts, &policy).unwrap().unwrap();
-    assert_eq!(results[0].redacted_text, "my name is <PERSON_1>, call ##########71");
+    assert_eq!(
+        results[0].redacted_text,
+        "my name is <PERSON_1>, call ##########71"
+    );
     assert_eq!(results[1].redacted_text, "<PERSON_1> called");
 
-    let unknown = Policy { entities: Some(vec!["NOT_AN_ENTITY".into()]), ..Policy::default() };
-    assert!(matches!(instance.redact("x", &unknown).unwrap(), Err(RedactionError::UnknownEntity(e)) if e == "NOT_AN_ENTITY"));
-    let hash_without_key = Policy { default_operator: Some(Operator::Hash(16)), ..Policy::default() };
-    assert!(matches!(instance.redact("x", &hash_without_key).unwrap(), Err(RedactionError::InvalidOperator(_))));
-    let bad_threshold = Policy { score_threshold: Some(3.0), ..Policy::default() };
-    assert!(matches!(instance.redact("x", &bad_threshold).unwrap(), Err(RedactionError::InvalidThreshold(_))));
+    let unknown = Policy {
+        entities: Some(vec!["NOT_AN_ENTITY".into()]),
+        ..Policy::default()
+    };
+    assert!(
+        matches!(instance.redact("x", &unknown).unwrap(), Err(RedactionError::UnknownEntity(e)) if e == "NOT_AN_ENTITY")
+    );
+    let hash_without_key = Policy {
+        default_operator: Some(Operator::Hash(16)),
+        ..Policy::default()
+    };
+    assert!(matches!(
+        instance.redact("x", &hash_without_key).unwrap(),
+        Err(RedactionError::InvalidOperator(_))
+    ));
+    let bad_threshold = Policy {
+        score_threshold: Some(3.0),
+        ..Policy::default()
+    };
+    assert!(matches!(
+        instance.redact("x", &bad_threshold).unwrap(),
+        Err(RedactionError::InvalidThreshold(_))
+    ));
 }

@@ -40,15 +40,38 @@ fn redacts_one_and_many_and_reports_offsets() {
         redacted,
         "Hi, my name is <PERSON>. Call me at <PHONE_NUMBER> or mail <EMAIL_ADDRESS>; card <CREDIT_CARD> was charged twice, refund to IBAN <IBAN_CODE>!"
     );
-    let entities: Vec<&str> = v["findings"].as_array().unwrap().iter().map(|f| f["entity_type"].as_str().unwrap()).collect();
-    assert_eq!(entities, ["PERSON", "PHONE_NUMBER", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE"]);
+    let entities: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["entity_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        entities,
+        [
+            "PERSON",
+            "PHONE_NUMBER",
+            "EMAIL_ADDRESS",
+            "CREDIT_CARD",
+            "IBAN_CODE"
+        ]
+    );
     let utf16: Vec<u16> = text.encode_utf16().collect();
     for f in v["findings"].as_array().unwrap() {
-        let [s, e] = [f["input"]["utf16"][0].as_u64().unwrap() as usize, f["input"]["utf16"][1].as_u64().unwrap() as usize];
-        let [bs, be] = [f["input"]["bytes"][0].as_u64().unwrap() as usize, f["input"]["bytes"][1].as_u64().unwrap() as usize];
+        let [s, e] = [
+            f["input"]["utf16"][0].as_u64().unwrap() as usize,
+            f["input"]["utf16"][1].as_u64().unwrap() as usize,
+        ];
+        let [bs, be] = [
+            f["input"]["bytes"][0].as_u64().unwrap() as usize,
+            f["input"]["bytes"][1].as_u64().unwrap() as usize,
+        ];
         assert_eq!(String::from_utf16(&utf16[s..e]).unwrap(), text[bs..be]);
     }
-    assert_eq!(v["metadata"], json!({"customer_id": "c-42", "channel": "chat", "timestamp": "2026-11-27T09:30:00Z", "priority": "high"}));
+    assert_eq!(
+        v["metadata"],
+        json!({"customer_id": "c-42", "channel": "chat", "timestamp": "2026-11-27T09:30:00Z", "priority": "high"})
+    );
     assert!(v["timing"]["redact_ms"].as_f64().unwrap() >= 0.0);
 
     // A batch shares pseudonyms, and a value found in one text is redacted in the next.
@@ -58,44 +81,157 @@ fn redacts_one_and_many_and_reports_offsets() {
     );
     assert_eq!(r.status, 200);
     let v = r.json();
-    assert_eq!(v["results"][0]["redacted_text"], "my name is <PERSON_1>, phone ********2671");
-    assert_eq!(v["results"][1]["redacted_text"], "<PERSON_1> again: ********2671 😀");
+    assert_eq!(
+        v["results"][0]["redacted_text"],
+        "my name is <PERSON_1>, phone ********2671"
+    );
+    assert_eq!(
+        v["results"][1]["redacted_text"],
+        "<PERSON_1> again: ********2671 😀"
+    );
 }
 
 #[test]
 fn bad_input_gets_typed_errors() {
     let server = Server::start(&[]);
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16, &str, Option<&str>)> = vec![
-        ("POST", vec![("content-type", "application/json")], b"{\"text\": ".to_vec(), 400, "malformed_json", None),
-        ("POST", vec![("content-type", "application/json")], b"\xff\xfe\xfd".to_vec(), 400, "invalid_utf8", None),
-        ("POST", vec![("content-type", "application/json")], br#"{"text": 42}"#.to_vec(), 422, "invalid_field", Some("text")),
-        ("POST", vec![("content-type", "application/json")], br#"{"texts": ["a", {"x": 1}]}"#.to_vec(), 422, "invalid_field", Some("texts[1]")),
-        ("POST", vec![("content-type", "application/json")], br#"{"txt": "a"}"#.to_vec(), 422, "invalid_field", Some("txt")),
-        ("POST", vec![("content-type", "application/json")], br#"{"text": "a", "score_threshold": 7}"#.to_vec(), 422, "invalid_field", Some("score_threshold")),
-        ("POST", vec![("content-type", "application/json")], br#"{"text": "a", "operators": {"EMAIL_ADDRESS": {"type": "hash"}}}"#.to_vec(), 422, "invalid_field", Some("operators.EMAIL_ADDRESS.type")),
-        ("POST", vec![("content-type", "application/json")], br#"{"text": "a", "metadata": {"priority": "asap"}}"#.to_vec(), 422, "invalid_field", Some("metadata.priority")),
-        ("POST", vec![("content-type", "text/plain")], br#"{"text": "a"}"#.to_vec(), 415, "unsupported_media_type", None),
-        ("POST", vec![], br#"{"text": "a"}"#.to_vec(), 415, "unsupported_media_type", None),
+    // (method, headers, body, status, error kind, field)
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        u16,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            vec![("content-type", "application/json")],
+            b"{\"text\": ".to_vec(),
+            400,
+            "malformed_json",
+            None,
+        ),
+        (
+            "POST",
+            vec![("content-type", "application/json")],
+            b"\xff\xfe\xfd".to_vec(),
+            400,
+            "invalid_utf8",
+            None,
+        ),
+        (
+            "POST",
+            vec![("content-type", "application/json")],
+            br#"{"text": 42}"#.to_vec(),
+            422,
+            "invalid_field",
+            Some("text"),
+        ),
+        (
+            "POST",
+            vec![("content-type", "application/json")],
+            br#"{"texts": ["a", {"x": 1}]}"#.to_vec(),
+            422,
+            "invalid_field",
+            Some("texts[1]"),
+        ),
+        (
+            "POST",
+            vec![("content-type", "application/json")],
+            br#"{"txt": "a"}"#.to_vec(),
+            422,
+            "invalid_field",
+            Some("txt"),
+        ),
+        (
+            "POST",
+            vec![("content-type", "application/json")],
+            br#"{"text": "a", "score_threshold": 7}"#.to_vec(),
+            422,
+            "invalid_field",
+            Some("score_threshold"),
+        ),
+        (
+            "POST",
+            vec![("content-type", "application/json")],
+            br#"{"text": "a", "operators": {"EMAIL_ADDRESS": {"type": "hash"}}}"#.to_vec(),
+            422,
+            "invalid_field",
+            Some("operators.EMAIL_ADDRESS.type"),
+        ),
+        (
+            "POST",
+            vec![("content-type", "application/json")],
+            br#"{"text": "a", "metadata": {"priority": "asap"}}"#.to_vec(),
+            422,
+            "invalid_field",
+            Some("metadata.priority"),
+        ),
+        (
+            "POST",
+            vec![("content-type", "text/plain")],
+            br#"{"text": "a"}"#.to_vec(),
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            "POST",
+            vec![],
+            br#"{"text": "a"}"#.to_vec(),
+            415,
+            "unsupported_media_type",
+            None,
+        ),
         ("GET", vec![], vec![], 405, "method_not_allowed", None),
-        ("POST", vec![("content-type", "application/json")], format!(r#"{{"text": "{}"}}"#, "a".repeat(300 * 1024)).into_bytes(), 413, "payload_too_large", None),
+        (
+            "POST",
+            vec![("content-type", "application/json")],
+            format!(r#"{{"text": "{}"}}"#, "a".repeat(300 * 1024)).into_bytes(),
+            413,
+            "payload_too_large",
+            None,
+        ),
     ];
     for (method, headers, body, status, kind, field) in cases {
         let r = server.request(method, "/redact", &headers, &body);
         let v = r.json();
-        let label = format!("{method} {:?} -> {v}", String::from_utf8_lossy(&body[..body.len().min(60)]));
+        let label = format!(
+            "{method} {:?} -> {v}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
         assert_eq!(r.status, status, "{label}");
         assert_eq!(v["error"]["kind"], kind, "{label}");
         assert_eq!(v["error"]["field"].as_str(), field, "{label}");
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{label}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{label}"
+        );
     }
     let r = server.request("GET", "/redact", &[], b"");
     assert_eq!(r.header("allow"), Some("POST"));
-    let r = server.request("POST", "/nowhere", &[("content-type", "application/json")], b"{}");
+    let r = server.request(
+        "POST",
+        "/nowhere",
+        &[("content-type", "application/json")],
+        b"{}",
+    );
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["error"]["kind"], "not_found");
     // The host is still healthy after all of that.
-    assert_eq!(server.request("GET", "/.well-known/spin/health", &[], b"").status, 200);
-    assert_eq!(server.post_json("/redact", r#"{"text": "fine"}"#).status, 200);
+    assert_eq!(
+        server
+            .request("GET", "/.well-known/spin/health", &[], b"")
+            .status,
+        200
+    );
+    assert_eq!(
+        server.post_json("/redact", r#"{"text": "fine"}"#).status,
+        200
+    );
 }
 
 #[test]
@@ -112,7 +248,10 @@ fn variables_configure_hash_key_and_custom_recognizers() {
     let text = a["redacted_text"].as_str().unwrap();
     assert!(text.starts_with("mail <EMAIL_ADDRESS#"), "{text}");
     assert!(text.ends_with("about <PROJECT_CODENAME>"), "{text}");
-    assert_eq!(a["redacted_text"], b["redacted_text"], "keyed hash is stable across requests");
+    assert_eq!(
+        a["redacted_text"], b["redacted_text"],
+        "keyed hash is stable across requests"
+    );
 }
 
 #[test]
@@ -123,15 +262,26 @@ fn concurrent_requests_each_get_a_fresh_instance() {
         .map(|i| {
             let addr = addr.clone();
             std::thread::spawn(move || {
-                let body = json!({"texts": [format!("ticket {i}: call +1 415 555 {:04}", 2600 + i)]}).to_string();
-                common::http_request(&addr, "POST", "/redact", &[("content-type", "application/json")], body.as_bytes())
+                let body =
+                    json!({"texts": [format!("ticket {i}: call +1 415 555 {:04}", 2600 + i)]})
+                        .to_string();
+                common::http_request(
+                    &addr,
+                    "POST",
+                    "/redact",
+                    &[("content-type", "application/json")],
+                    body.as_bytes(),
+                )
             })
         })
         .collect();
     for (i, h) in handles.into_iter().enumerate() {
         let r = h.join().unwrap();
         assert_eq!(r.status, 200);
-        assert_eq!(r.json()["results"][0]["redacted_text"], format!("ticket {i}: call <PHONE_NUMBER>"));
+        assert_eq!(
+            r.json()["results"][0]["redacted_text"],
+            format!("ticket {i}: call <PHONE_NUMBER>")
+        );
     }
 }
 
@@ -140,14 +290,25 @@ fn no_pii_reaches_the_logs() {
     let server = Server::start(&[]);
     let text = angry_message();
     for _ in 0..3 {
-        assert_eq!(server.post_json("/redact", &json!({"text": text}).to_string()).status, 200);
+        assert_eq!(
+            server
+                .post_json("/redact", &json!({"text": text}).to_string())
+                .status,
+            200
+        );
     }
     // Malformed and oversized bodies carrying PII must not be echoed either.
     server.post_json("/redact", &format!("{{\"text\": \"{}", text));
     server.post_json("/redact", &json!({"text": text, "bogus": text}).to_string());
-    assert!(common::eventually(std::time::Duration::from_secs(5), || server.logs().contains("\"status\":200")));
+    assert!(common::eventually(
+        std::time::Duration::from_secs(5),
+        || server.logs().contains("\"status\":200")
+    ));
     let logs = server.logs();
-    assert!(logs.contains("request"), "access log lines are written: {logs}");
+    assert!(
+        logs.contains("request"),
+        "access log lines are written: {logs}"
+    );
     for value in PII {
         assert!(!logs.contains(value), "log leaked {value}: {logs}");
     }

@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 pub fn component_path(name: &str) -> PathBuf {
@@ -38,7 +41,13 @@ impl Server {
         let root = workspace_root();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sentio"))
             .current_dir(&root)
-            .args(["serve", "--listen", "127.0.0.1:0", "--manifest", "spin.toml"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--manifest",
+                "spin.toml",
+            ])
             .args(extra_args)
             .env("SENTIO_CACHE_DIR", root.join("target/sentio-test-cache"))
             .env("SENTIO_LOG", "debug,wasmtime=warn,cranelift=warn")
@@ -69,17 +78,32 @@ impl Server {
                 o.push('\n');
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(180)).unwrap_or_else(|_| {
-            panic!("sentio serve did not start: {}", output.lock().unwrap())
-        });
-        Server { child, addr, output }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(180))
+            .unwrap_or_else(|_| panic!("sentio serve did not start: {}", output.lock().unwrap()));
+        Server {
+            child,
+            addr,
+            output,
+        }
     }
 
     pub fn post_json(&self, path: &str, body: &str) -> Response {
-        self.request("POST", path, &[("content-type", "application/json")], body.as_bytes())
+        self.request(
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
     }
 
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         http_request(&self.addr, method, path, headers, body)
     }
 
@@ -104,9 +128,8 @@ pub struct Response {
 
 impl Response {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -118,9 +141,17 @@ impl Response {
 }
 
 /// One request on a fresh connection (`Connection: close`), chunked or sized responses.
-pub fn http_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
@@ -144,7 +175,14 @@ fn parse_response(raw: &[u8]) -> Response {
         .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(raw)));
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -153,18 +191,24 @@ fn parse_response(raw: &[u8]) -> Response {
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_vec() };
-    Response { status, headers, body }
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
         let size_text = String::from_utf8_lossy(&data[..eol]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }

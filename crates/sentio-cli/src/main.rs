@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 #[derive(Parser)]
 #[command(
     name = "sentio",
@@ -59,8 +61,38 @@ enum Command {
         #[arg(long)]
         score_threshold: Option<f32>,
     },
-    /// List the entity types and recognizers the built-in engine knows.
+    /// Benchmarks: `sentio bench redact` prints redaction throughput (native and in the
+    /// component) and the host's per-request overhead as a table.
+    Bench {
+        #[command(subcommand)]
+        what: BenchTarget,
+    },
+    /// List the entity types the built-in engine knows.
     Entities,
+    /// Pre-initialize a component (Wizer snapshot after its `sentio-preinit` export ran), so
+    /// each fresh per-request instance starts with its start-up work done.
+    Preinit {
+        /// The component built by cargo.
+        input: PathBuf,
+        /// Where to write the pre-initialized component (what spin.toml's `source` names).
+        output: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchTarget {
+    /// Redaction throughput on a generated chat corpus, native vs component, and host overhead.
+    Redact {
+        /// The redactor library component (pre-initialized).
+        #[arg(
+            long,
+            default_value = "target/wasm32-wasip2/component/redactor.preinit.wasm"
+        )]
+        component: PathBuf,
+        /// Minimum seconds per throughput measurement.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
 }
 
 fn parse_variable(s: &str) -> Result<(String, String), String> {
@@ -70,8 +102,9 @@ fn parse_variable(s: &str) -> Result<(String, String), String> {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SENTIO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SENTIO_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+    });
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
@@ -99,6 +132,27 @@ fn main() -> Result<()> {
             operators,
             score_threshold,
         } => redact(text, operators, score_threshold),
+        Command::Bench {
+            what: BenchTarget::Redact { component, seconds },
+        } => bench::run(&component, seconds),
+        Command::Preinit { input, output } => {
+            let wasm =
+                std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let snapshot = runtime.block_on(sentio_host::preinit::preinit(&wasm))?;
+            std::fs::write(&output, &snapshot)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!(
+                "pre-initialized {} -> {} ({} -> {} bytes)",
+                input.display(),
+                output.display(),
+                wasm.len(),
+                snapshot.len()
+            );
+            Ok(())
+        }
         Command::Entities => {
             let engine = sentio_redact::Engine::builtin()?;
             for entity in engine.supported_entities() {
@@ -131,7 +185,11 @@ fn serve(options: sentio_host::HostOptions, listen: SocketAddr) -> Result<()> {
     })
 }
 
-fn redact(text: Option<String>, operators: Option<String>, score_threshold: Option<f32>) -> Result<()> {
+fn redact(
+    text: Option<String>,
+    operators: Option<String>,
+    score_threshold: Option<f32>,
+) -> Result<()> {
     let engine = sentio_redact::Engine::builtin()?;
     let config = sentio_core::EdgeConfig::from_lookup(|name| {
         std::env::var(format!("SENTIO_{}", name.to_ascii_uppercase())).ok()

@@ -42,7 +42,12 @@ impl Default for EdgeConfig {
     }
 }
 
-fn parse_usize(name: &'static str, value: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
+fn parse_usize(
+    name: &'static str,
+    value: &str,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
     let n: usize = value.trim().parse().map_err(|_| ConfigError::Invalid {
         name,
         reason: "not a whole number".into(),
@@ -101,7 +106,10 @@ mod tests {
 
     #[test]
     fn defaults_and_overrides() {
-        assert_eq!(EdgeConfig::from_lookup(|_| None).unwrap(), EdgeConfig::default());
+        assert_eq!(
+            EdgeConfig::from_lookup(|_| None).unwrap(),
+            EdgeConfig::default()
+        );
         let vars = [
             ("max_body_bytes", "2048"),
             ("redact_hash_key", "0123456789abcdef0123"),
@@ -111,12 +119,20 @@ mod tests {
             ),
         ];
         let c = EdgeConfig::from_lookup(|k| {
-            vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
         })
         .unwrap();
         assert_eq!(c.max_body_bytes, 2048);
         assert_eq!(c.custom_recognizers.len(), 1);
         let bad = EdgeConfig::from_lookup(|k| (k == "redact_hash_key").then(|| "short".into()));
-        assert!(matches!(bad, Err(ConfigError::Invalid { name: "redact_hash_key", .. })));
+        assert!(matches!(
+            bad,
+            Err(ConfigError::Invalid {
+                name: "redact_hash_key",
+                ..
+            })
+        ));
     }
 }

@@ -11,8 +11,10 @@ pub fn check_json_content_type(content_type: Option<&str>) -> Result<(), ApiErro
     let mut parts = found.split(';').map(str::trim);
     let mime = parts.next().unwrap_or("");
     let charset_ok = parts.all(|p| {
-        p.split_once('=')
-            .is_none_or(|(k, v)| !k.trim().eq_ignore_ascii_case("charset") || v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8"))
+        p.split_once('=').is_none_or(|(k, v)| {
+            !k.trim().eq_ignore_ascii_case("charset")
+                || v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        })
     });
     if mime.eq_ignore_ascii_case("application/json") && charset_ok {
         Ok(())
@@ -110,7 +112,10 @@ mod tests {
         assert_eq!(err(b"\xff\xfe").kind(), "invalid_utf8");
         assert_eq!(err(br#"{"text": 5}"#).field(), Some("text"));
         assert_eq!(err(br#"{"text": "a", "n": "x"}"#).field(), Some("n"));
-        assert_eq!(err(br#"{"text": "a", "texts": ["a", 3]}"#).field(), Some("texts[1]"));
+        assert_eq!(
+            err(br#"{"text": "a", "texts": ["a", 3]}"#).field(),
+            Some("texts[1]")
+        );
         assert_eq!(err(br#"{"txt": "a"}"#).field(), Some("txt"));
         assert_eq!(err(br#"{}"#).field(), Some("text"));
         assert_eq!(err(br#"{"text": "a"} trailing"#).status(), 400);

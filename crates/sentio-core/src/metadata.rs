@@ -133,7 +133,9 @@ pub fn is_rfc3339(s: &str) -> bool {
         [b'Z' | b'z'] => true,
         [b'+' | b'-', h1, h2, b':', m1, m2] => {
             let all_digits = [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit());
-            all_digits && (h1 - b'0') * 10 + (h2 - b'0') <= 23 && (m1 - b'0') * 10 + (m2 - b'0') <= 59
+            all_digits
+                && (h1 - b'0') * 10 + (h2 - b'0') <= 23
+                && (m1 - b'0') * 10 + (m2 - b'0') <= 59
         }
         _ => false,
     }

@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use sentio_redact::{
+    AnalyzeOptions, Engine, Operator, OperatorPolicy, Policy, Redaction, RequestScope,
+};
 use serde::{Deserialize, Serialize};
-use sentio_redact::{AnalyzeOptions, Engine, Operator, OperatorPolicy, Policy, RequestScope, Redaction};
 
 use crate::{ApiError, EdgeConfig, Metadata};
 
@@ -69,10 +71,16 @@ impl RedactRequest {
     ) -> Result<(Texts, Policy, Metadata), ApiError> {
         let texts = match (self.text, self.texts) {
             (Some(_), Some(_)) => {
-                return Err(ApiError::invalid("texts", "give either `text` or `texts`, not both"));
+                return Err(ApiError::invalid(
+                    "texts",
+                    "give either `text` or `texts`, not both",
+                ));
             }
             (None, None) => {
-                return Err(ApiError::invalid("text", "missing: give `text` (a string) or `texts` (an array of strings)"));
+                return Err(ApiError::invalid(
+                    "text",
+                    "missing: give `text` (a string) or `texts` (an array of strings)",
+                ));
             }
             (Some(t), None) => Texts::One(t),
             (None, Some(ts)) if ts.is_empty() => {
@@ -94,7 +102,11 @@ impl RedactRequest {
             } else {
                 Err(ApiError::invalid(
                     field,
-                    format!("unknown entity type `{}`; supported: {}", truncate(entity), supported.join(", ")),
+                    format!(
+                        "unknown entity type `{}`; supported: {}",
+                        truncate(entity),
+                        supported.join(", ")
+                    ),
                 ))
             }
         };
@@ -108,7 +120,10 @@ impl RedactRequest {
         }
         let score_threshold = match self.score_threshold {
             Some(t) if !(0.0..=1.0).contains(&t) => {
-                return Err(ApiError::invalid("score_threshold", "must be between 0 and 1"));
+                return Err(ApiError::invalid(
+                    "score_threshold",
+                    "must be between 0 and 1",
+                ));
             }
             Some(t) => t,
             None => sentio_redact::DEFAULT_SCORE_THRESHOLD,
@@ -141,7 +156,9 @@ impl RedactRequest {
             operators,
             hash_key: config.hash_key.clone(),
         };
-        policy.check().map_err(|e| ApiError::invalid("operators", e.to_string()))?;
+        policy
+            .check()
+            .map_err(|e| ApiError::invalid("operators", e.to_string()))?;
         Ok((texts, policy, self.metadata))
     }
 }
@@ -151,7 +168,11 @@ fn truncate(s: &str) -> String {
 }
 
 /// Parses, checks and answers one `/redact` body.
-pub fn redact(engine: &Engine, config: &EdgeConfig, body: &[u8]) -> Result<RedactResponse, ApiError> {
+pub fn redact(
+    engine: &Engine,
+    config: &EdgeConfig,
+    body: &[u8],
+) -> Result<RedactResponse, ApiError> {
     let request: RedactRequest = crate::http::parse_json(body)?;
     let (texts, policy, metadata) = request.into_parts(engine, config)?;
     let started = Instant::now();
@@ -189,26 +210,53 @@ mod tests {
     fn one_and_many() {
         let one = run(r#"{"text": "mail jane@example.com", "metadata": {"customer_id": "c1", "channel": "chat"}}"#).unwrap();
         assert_eq!(one["redacted_text"], "mail <EMAIL_ADDRESS>");
-        assert_eq!(one["findings"][0]["input"]["utf16"], serde_json::json!([5, 21]));
+        assert_eq!(
+            one["findings"][0]["input"]["utf16"],
+            serde_json::json!([5, 21])
+        );
         assert_eq!(one["metadata"]["customer_id"], "c1");
         assert_eq!(one["metadata"]["priority"], "normal");
         let many = run(r#"{"texts": ["my name is Ann Lee", "Ann Lee again, my name is Bo Park"], "operators": {"PERSON": {"type": "pseudonym"}}}"#).unwrap();
         assert_eq!(many["results"][0]["redacted_text"], "my name is <PERSON_1>");
-        assert_eq!(many["results"][1]["redacted_text"], "<PERSON_1> again, my name is <PERSON_2>");
+        assert_eq!(
+            many["results"][1]["redacted_text"],
+            "<PERSON_1> again, my name is <PERSON_2>"
+        );
     }
 
     #[test]
     fn typed_errors() {
         let field = |body: &str| run(body).unwrap_err().field().map(str::to_owned);
         assert_eq!(field(r#"{}"#).as_deref(), Some("text"));
-        assert_eq!(field(r#"{"text": "a", "texts": ["b"]}"#).as_deref(), Some("texts"));
+        assert_eq!(
+            field(r#"{"text": "a", "texts": ["b"]}"#).as_deref(),
+            Some("texts")
+        );
         assert_eq!(field(r#"{"texts": []}"#).as_deref(), Some("texts"));
-        assert_eq!(field(r#"{"text": "a", "score_threshold": 2}"#).as_deref(), Some("score_threshold"));
-        assert_eq!(field(r#"{"text": "a", "entities": ["NOPE"]}"#).as_deref(), Some("entities[0]"));
-        assert_eq!(field(r#"{"text": "a", "operators": {"EMAIL_ADDRESS": {"type": "hash"}}}"#).as_deref(), Some("operators.EMAIL_ADDRESS.type"));
-        assert_eq!(field(r#"{"text": "a", "operators": {"EMAIL_ADDRESS": {"type": "melt"}}}"#).as_deref(), Some("operators.EMAIL_ADDRESS.type"));
-        assert_eq!(field(r#"{"text": "a", "metadata": {"priority": "urgent"}}"#).as_deref(), Some("metadata.priority"));
-        assert_eq!(field(r#"{"text": "a", "metadata": {"timestamp": "noon"}}"#).as_deref(), Some("metadata.timestamp"));
+        assert_eq!(
+            field(r#"{"text": "a", "score_threshold": 2}"#).as_deref(),
+            Some("score_threshold")
+        );
+        assert_eq!(
+            field(r#"{"text": "a", "entities": ["NOPE"]}"#).as_deref(),
+            Some("entities[0]")
+        );
+        assert_eq!(
+            field(r#"{"text": "a", "operators": {"EMAIL_ADDRESS": {"type": "hash"}}}"#).as_deref(),
+            Some("operators.EMAIL_ADDRESS.type")
+        );
+        assert_eq!(
+            field(r#"{"text": "a", "operators": {"EMAIL_ADDRESS": {"type": "melt"}}}"#).as_deref(),
+            Some("operators.EMAIL_ADDRESS.type")
+        );
+        assert_eq!(
+            field(r#"{"text": "a", "metadata": {"priority": "urgent"}}"#).as_deref(),
+            Some("metadata.priority")
+        );
+        assert_eq!(
+            field(r#"{"text": "a", "metadata": {"timestamp": "noon"}}"#).as_deref(),
+            Some("metadata.timestamp")
+        );
         assert_eq!(field(r#"{"text": 7}"#).as_deref(), Some("text"));
     }
 }

@@ -9,6 +9,7 @@
 pub mod library;
 pub mod manifest;
 pub mod outbound;
+pub mod preinit;
 pub mod routes;
 pub mod runtime;
 mod server;

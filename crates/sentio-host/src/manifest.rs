@@ -101,7 +101,10 @@ pub enum Source {
 pub enum FileMount {
     /// A path relative to the manifest, mounted at the same path under `/`.
     Path(String),
-    Mapped { source: String, destination: String },
+    Mapped {
+        source: String,
+        destination: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,7 +147,9 @@ impl Manifest {
                 return Err("every [[trigger.http]] needs a `component`".into());
             };
             if !manifest.component.contains_key(id) {
-                return Err(format!("trigger names component `{id}`, which is not defined"));
+                return Err(format!(
+                    "trigger names component `{id}`, which is not defined"
+                ));
             }
             if let Route::Path(route) = &trigger.route
                 && !route.starts_with('/')

@@ -92,7 +92,7 @@ impl Router {
             .into_iter()
             .map(|(i, r)| (i, RoutePattern::parse(&r)))
             .collect();
-        routes.sort_by(|a, b| b.1.specificity().cmp(&a.1.specificity()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.1.specificity()));
         Self { routes }
     }
 
@@ -128,7 +128,10 @@ mod tests {
         assert_eq!(idx("/redact/x"), Some(1));
         assert_eq!(idx("/api/v1/items"), Some(2));
         assert_eq!(idx("/static/css/a.css"), Some(3));
-        assert_eq!(router.route("/static/css/a.css").unwrap().path_info, "/css/a.css");
+        assert_eq!(
+            router.route("/static/css/a.css").unwrap().path_info,
+            "/css/a.css"
+        );
         assert_eq!(
             router.route("/api/v2/items").unwrap().params,
             vec![("version".to_string(), "v2".to_string())]

@@ -65,8 +65,14 @@ pub fn load_component(engine: &Engine, wasm_path: &Path, cache_dir: &Path) -> Re
         .with_context(|| format!("reading component {}", wasm_path.display()))?;
     let mut hasher = Sha256::new();
     hasher.update(&bytes);
-    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut HashWriter(&mut hasher));
-    let key: String = hasher.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    std::hash::Hash::hash(
+        &engine.precompile_compatibility_hash(),
+        &mut HashWriter(&mut hasher),
+    );
+    let key: String = hasher.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let cached = cache_dir.join(format!("{key}.cwasm"));
     if cached.exists() {
         // SAFETY: the file was written by `Engine::precompile_component` of an engine with the
@@ -75,7 +81,9 @@ pub fn load_component(engine: &Engine, wasm_path: &Path, cache_dir: &Path) -> Re
         let loaded = unsafe { Component::deserialize_file(engine, &cached) };
         match loaded {
             Ok(c) => return Ok(c),
-            Err(e) => tracing::warn!(path = %cached.display(), error = %e, "discarding unreadable compiled component"),
+            Err(e) => {
+                tracing::warn!(path = %cached.display(), error = %e, "discarding unreadable compiled component")
+            }
         }
     }
     let compiled = engine

@@ -17,8 +17,7 @@ use wasmtime::component::{GuestTaskId, ResourceTable};
 use wasmtime::{Engine, Store, StoreContextMut, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::handler::{
-    HandlerState, Instance, ProxyHandler, ShouldAccept, WorkerExpiration, WorkerState,
-    WorkerStatus,
+    HandlerState, Instance, ProxyHandler, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx};
 
@@ -247,6 +246,12 @@ impl App {
                             continue;
                         }
                     };
+                    // Responses go out as several small writes (head, chunks); without
+                    // TCP_NODELAY, Nagle's algorithm meets the client's delayed ACK and every
+                    // keep-alive request waits 40 ms.
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                    }
                     let app = self.clone();
                     connections.spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
@@ -273,7 +278,11 @@ impl App {
     }
 
     /// Handles one request: route, fresh instance, response.
-    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<ResponseBody> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ResponseBody> {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
@@ -281,12 +290,20 @@ impl App {
             return Response::new(full_body("OK"));
         }
         let Some(matched) = self.router.route(&path) else {
-            return json_response(StatusCode::NOT_FOUND, "not_found", "no route matches this path");
+            return json_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no route matches this path",
+            );
         };
         let handler = &self.components[matched.index];
         let component = &handler.state().component;
         let Ok(_permit) = self.admission.acquire().await else {
-            return json_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "host is shutting down");
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "host is shutting down",
+            );
         };
         let (mut parts, body) = req.into_parts();
         let authority = parts
@@ -304,7 +321,11 @@ impl App {
         match full_url.parse::<Uri>() {
             Ok(uri) => parts.uri = uri,
             Err(_) => {
-                return json_response(StatusCode::BAD_REQUEST, "bad_request", "invalid Host header");
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "invalid Host header",
+                );
             }
         }
         // The headers Spin adds for its HTTP trigger.
@@ -313,7 +334,10 @@ impl App {
             ("spin-path-info", matched.path_info.clone()),
             ("spin-matched-route", component.route.clone()),
             ("spin-raw-component-route", component.route.clone()),
-            ("spin-component-route", component.route.trim_end_matches("/...").to_owned()),
+            (
+                "spin-component-route",
+                component.route.trim_end_matches("/...").to_owned(),
+            ),
             ("spin-base-path", "/".to_owned()),
             ("spin-client-addr", client.to_string()),
         ];
@@ -322,16 +346,28 @@ impl App {
                 parts.headers.insert(name, v);
             }
         }
-        let body = body.map_err(wasmtime_wasi_http::Error::Hyper).boxed_unsync();
+        let body = body
+            .map_err(wasmtime_wasi_http::Error::Hyper)
+            .boxed_unsync();
         let response = match handler.handle((), Request::from_parts(parts, body)).await {
             Ok(response) => response,
             Err(e) => {
-                let timed_out = e.downcast_ref::<wasmtime_wasi_http::handler::ExpirationError>().is_some();
+                let timed_out = e
+                    .downcast_ref::<wasmtime_wasi_http::handler::ExpirationError>()
+                    .is_some();
                 tracing::error!(component = %component.id, error = %e, "component failed");
                 if timed_out {
-                    json_response(StatusCode::GATEWAY_TIMEOUT, "timeout", "the component did not answer in time")
+                    json_response(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "timeout",
+                        "the component did not answer in time",
+                    )
                 } else {
-                    json_response(StatusCode::INTERNAL_SERVER_ERROR, "component_failed", "the component failed; see the host log")
+                    json_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "component_failed",
+                        "the component failed; see the host log",
+                    )
                 }
             }
         };

@@ -43,9 +43,45 @@ pub struct Detection {
     pub score: f32,
     pub recognizer: String,
     pub explanation: Explanation,
-    /// Declaration order of the recognizer: the last tie-breaker between overlapping findings.
-    pub(crate) priority: usize,
+    /// Recognizer and pattern indices, and which context words were hit (bit i = word i).
+    pub(crate) recognizer_index: usize,
+    pub(crate) pattern_index: usize,
+    pub(crate) context_mask: u64,
 }
+
+/// A scored match before overlap resolution: indices and numbers only, so the many candidates
+/// that are dropped cost no allocation.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    start: usize,
+    end: usize,
+    score: f32,
+    recognizer: usize,
+    pattern: usize,
+    validation: &'static str,
+    context_mask: u64,
+    context_boost: f32,
+    repeat: bool,
+}
+
+impl Candidate {
+    fn from_detection(d: &Detection) -> Self {
+        Self {
+            start: d.start,
+            end: d.end,
+            score: d.score,
+            recognizer: d.recognizer_index,
+            pattern: d.pattern_index,
+            validation: d.explanation.validation,
+            context_mask: d.context_mask,
+            context_boost: d.explanation.context_boost,
+            repeat: true,
+        }
+    }
+}
+
+/// Most context words one recognizer may list (they are tracked as bits).
+pub const MAX_CONTEXT_WORDS: usize = 64;
 
 /// Which entities to look for and how sure a finding must be.
 #[derive(Debug, Clone)]
@@ -162,7 +198,11 @@ impl Engine {
         Ok(engine)
     }
 
-    fn add_group(&mut self, specs: &[RecognizerSpec], file: &RecognizerFile) -> Result<(), RedactError> {
+    fn add_group(
+        &mut self,
+        specs: &[RecognizerSpec],
+        file: &RecognizerFile,
+    ) -> Result<(), RedactError> {
         let mut sources = Vec::new();
         let mut pattern_owner = Vec::new();
         let mut names: std::collections::BTreeSet<String> =
@@ -175,6 +215,12 @@ impl Engine {
                 return Err(RedactError::InvalidRecognizer {
                     recognizer: spec.name.clone(),
                     reason: "entity is empty".into(),
+                });
+            }
+            if spec.context.len() > MAX_CONTEXT_WORDS {
+                return Err(RedactError::InvalidRecognizer {
+                    recognizer: spec.name.clone(),
+                    reason: format!("more than {MAX_CONTEXT_WORDS} context words"),
                 });
             }
             let mut pattern_specs: Vec<(String, String, f32)> = spec
@@ -248,6 +294,29 @@ impl Engine {
         Ok(())
     }
 
+    /// Runs the analyzer over sample chat text touching every built-in pattern, so the regex
+    /// engines' lazily built automata exist before the first real request. Worth doing before a
+    /// pre-initialization snapshot: every fresh instance then starts warm.
+    pub fn warm_up(&self) {
+        const SAMPLES: &[&str] = &[
+            "Hi, my name is Maria Gonzalez and I'm furious: call me on +44 20 7946 0958 or (415) 555-2671.",
+            "mail jane.doe@example.com or john dot smith at gmail dot com; card 4111 1111 1111 1111 exp 12/27",
+            "IBAN GB82 WEST 1234 5698 7654 32, ssn 536-90-4399, routing 011000015, account 12345678901",
+            "server 192.168.10.24 and 2001:db8::8a2e:370:7334, mac 00:1A:2B:3C:4D:5E, https://example.com/a?b=1",
+            "wallet 1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2 0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed AKIAIOSFODNN7EXAMPLE",
+            "born 14/03/1985, DOB: March 14, 1985; NHS 943 476 5919; I spoke with Dr. Patel at 1600 Pennsylvania Avenue",
+            "The app keeps crashing after the update. This is the worst service ever!!! 😡 Merci, très bien. ありがとう",
+            "mobile 07700 900123, portable 06 12 34 56 78, 0049 30 901820, token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+        ];
+        let options = AnalyzeOptions {
+            score_threshold: 0.0,
+            ..AnalyzeOptions::default()
+        };
+        for text in SAMPLES {
+            std::hint::black_box(self.analyze(text, &options));
+        }
+    }
+
     /// Entity types this engine can find, in declaration order, without duplicates.
     pub fn supported_entities(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
@@ -281,7 +350,7 @@ impl Engine {
         options: &AnalyzeOptions,
         known: &[(String, Detection)],
     ) -> Vec<Detection> {
-        let mut candidates = Vec::new();
+        let mut candidates: Vec<Candidate> = Vec::new();
         let matched = self.prefilters.iter().flat_map(|p| {
             let owners = &p.pattern_owner;
             p.set.matches(text).into_iter().map(move |i| owners[i])
@@ -301,31 +370,74 @@ impl Engine {
                 else {
                     break;
                 };
-                match self.score_candidate(text, ri, pattern, start, end) {
-                    Some(d) if d.score >= options.score_threshold => {
-                        pos = d.end.max(match_start + 1);
-                        candidates.push(d);
+                match self.score_candidate(text, ri, pi, start, end) {
+                    Some(c) if c.score >= options.score_threshold => {
+                        pos = c.end.max(match_start + 1);
+                        candidates.push(c);
                     }
-                    _ => pos = next_word_start(text, match_start).unwrap_or(match_end.max(match_start + 1)),
+                    _ => {
+                        pos = next_word_start(text, match_start)
+                            .unwrap_or(match_end.max(match_start + 1))
+                    }
                 }
                 while pos < text.len() && !text.is_char_boundary(pos) {
                     pos += 1;
                 }
             }
         }
-        let kept = resolve_overlaps(candidates);
-        propagate_repeats(text, kept, known)
+        let mut kept = resolve_overlaps(candidates);
+        let known: Vec<(&str, Candidate)> = known
+            .iter()
+            .filter(|(_, d)| options.wants(&d.entity_type))
+            .map(|(v, d)| (v.as_str(), Candidate::from_detection(d)))
+            .collect();
+        propagate_repeats(text, &mut kept, &known);
+        kept.into_iter().map(|c| self.detection(c)).collect()
+    }
+
+    fn detection(&self, c: Candidate) -> Detection {
+        let recognizer = &self.recognizers[c.recognizer];
+        let pattern = &recognizer.patterns[c.pattern];
+        let mut pattern_name = pattern.name.clone();
+        if c.repeat {
+            pattern_name.push_str(REPEAT_SUFFIX);
+        }
+        Detection {
+            entity_type: recognizer.entity.clone(),
+            start: c.start,
+            end: c.end,
+            score: c.score,
+            recognizer: recognizer.name.clone(),
+            explanation: Explanation {
+                pattern: pattern_name,
+                pattern_score: pattern.score,
+                validator: recognizer.validator.map(ValidatorKind::name),
+                validation: c.validation,
+                context_words: recognizer
+                    .context
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| c.context_mask & (1 << i) != 0)
+                    .map(|(_, w)| w.clone())
+                    .collect(),
+                context_boost: c.context_boost,
+            },
+            recognizer_index: c.recognizer,
+            pattern_index: c.pattern,
+            context_mask: c.context_mask,
+        }
     }
 
     fn score_candidate(
         &self,
         text: &str,
         ri: usize,
-        pattern: &CompiledPattern,
+        pi: usize,
         start: usize,
         mut end: usize,
-    ) -> Option<Detection> {
+    ) -> Option<Candidate> {
         let recognizer = &self.recognizers[ri];
+        let pattern = &recognizer.patterns[pi];
         if start == end {
             return None;
         }
@@ -351,31 +463,28 @@ impl Engine {
         {
             return None;
         }
-        let reject_window = words_before(text, start, REJECT_WINDOW_WORDS).to_lowercase();
-        if recognizer
-            .reject_context
-            .iter()
-            .any(|w| contains_word(&reject_window, w))
-        {
-            return None;
+        if !recognizer.reject_context.is_empty() {
+            let window = words_before(text, start, REJECT_WINDOW_WORDS);
+            if recognizer
+                .reject_context
+                .iter()
+                .any(|w| contains_word(window, w))
+            {
+                return None;
+            }
         }
         let mut score = pattern.score;
-        let mut context_words = Vec::new();
+        let mut context_mask = 0u64;
         if !recognizer.context.is_empty() {
-            let window = format!(
-                "{} {}",
-                words_before(text, start, recognizer.context_window),
-                words_after(text, end, CONTEXT_WORDS_AFTER)
-            )
-            .to_lowercase();
-            context_words = recognizer
-                .context
-                .iter()
-                .filter(|w| contains_word(&window, w))
-                .cloned()
-                .collect();
+            let before = words_before(text, start, recognizer.context_window);
+            let after = words_after(text, end, CONTEXT_WORDS_AFTER);
+            for (i, w) in recognizer.context.iter().enumerate() {
+                if contains_word(before, w) || contains_word(after, w) {
+                    context_mask |= 1 << i;
+                }
+            }
         }
-        let context_boost = if context_words.is_empty() {
+        let context_boost = if context_mask == 0 {
             0.0
         } else {
             let boosted = (score + CONTEXT_BOOST).clamp(MIN_SCORE_WITH_CONTEXT, 1.0);
@@ -383,21 +492,16 @@ impl Engine {
             score = boosted;
             boost
         };
-        Some(Detection {
-            entity_type: recognizer.entity.clone(),
+        Some(Candidate {
             start,
             end,
             score,
-            recognizer: recognizer.name.clone(),
-            explanation: Explanation {
-                pattern: pattern.name.clone(),
-                pattern_score: pattern.score,
-                validator: recognizer.validator.map(ValidatorKind::name),
-                validation,
-                context_words,
-                context_boost,
-            },
-            priority: ri,
+            recognizer: ri,
+            pattern: pi,
+            validation,
+            context_mask,
+            context_boost,
+            repeat: false,
         })
     }
 }
@@ -460,15 +564,15 @@ fn next_word_start(text: &str, pos: usize) -> Option<usize> {
     None
 }
 
-fn resolve_overlaps(mut candidates: Vec<Detection>) -> Vec<Detection> {
+fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
     candidates.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
             .then((b.end - b.start).cmp(&(a.end - a.start)))
-            .then(a.priority.cmp(&b.priority))
+            .then(a.recognizer.cmp(&b.recognizer))
             .then(a.start.cmp(&b.start))
     });
-    let mut kept: Vec<Detection> = Vec::with_capacity(candidates.len());
+    let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len());
     for c in candidates {
         if kept.iter().all(|k| c.end <= k.start || c.start >= k.end) {
             kept.push(c);
@@ -481,33 +585,28 @@ fn resolve_overlaps(mut candidates: Vec<Detection>) -> Vec<Detection> {
 /// A value found once is redacted everywhere it occurs in the same text, and in the later texts
 /// of the same request or conversation: a phone number typed a second time without the words that
 /// gave it away must not survive the first redaction.
-fn propagate_repeats(
-    text: &str,
-    found: Vec<Detection>,
-    known: &[(String, Detection)],
-) -> Vec<Detection> {
-    let here: Vec<(String, Detection)> = found
-        .iter()
-        .map(|d| (text[d.start..d.end].to_owned(), d.clone()))
-        .collect();
-    let mut all = found;
-    for (value, template) in here.iter().chain(known) {
-        for (start, _) in text.match_indices(value.as_str()) {
+fn propagate_repeats(text: &str, kept: &mut Vec<Candidate>, known: &[(&str, Candidate)]) {
+    let found_here: Vec<(&str, Candidate)> =
+        kept.iter().map(|c| (&text[c.start..c.end], *c)).collect();
+    let mut added = false;
+    for (value, template) in found_here.iter().chain(known) {
+        for (start, _) in text.match_indices(value) {
             let end = start + value.len();
-            let free = all.iter().all(|k| end <= k.start || start >= k.end);
+            let free = kept.iter().all(|k| end <= k.start || start >= k.end);
             if free && on_word_boundaries(text, start, end) {
-                let mut repeat = template.clone();
-                repeat.start = start;
-                repeat.end = end;
-                if !repeat.explanation.pattern.ends_with(REPEAT_SUFFIX) {
-                    repeat.explanation.pattern.push_str(REPEAT_SUFFIX);
-                }
-                all.push(repeat);
+                kept.push(Candidate {
+                    start,
+                    end,
+                    repeat: true,
+                    ..*template
+                });
+                added = true;
             }
         }
     }
-    all.sort_by_key(|d| d.start);
-    all
+    if added {
+        kept.sort_by_key(|c| c.start);
+    }
 }
 
 /// Marks, in an explanation, a finding that repeats a value found elsewhere.
@@ -564,12 +663,25 @@ fn words_after(text: &str, pos: usize, n: usize) -> &str {
     tail
 }
 
-/// Whether `phrase` occurs in `haystack` with no letter or digit directly around it.
+/// Whether `phrase` (lower-case) occurs in `haystack`, ignoring ASCII case, with no letter or
+/// digit directly around it.
 fn contains_word(haystack: &str, phrase: &str) -> bool {
-    haystack.match_indices(phrase).any(|(i, m)| {
-        let before = haystack[..i].chars().next_back();
-        let after = haystack[i + m.len()..].chars().next();
-        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    let (h, p) = (haystack.as_bytes(), phrase.as_bytes());
+    if p.is_empty() || p.len() > h.len() {
+        return false;
+    }
+    (0..=h.len() - p.len()).any(|i| {
+        h[i..i + p.len()].eq_ignore_ascii_case(p)
+            && haystack.is_char_boundary(i)
+            && haystack.is_char_boundary(i + p.len())
+            && !haystack[..i]
+                .chars()
+                .next_back()
+                .is_some_and(char::is_alphanumeric)
+            && !haystack[i + p.len()..]
+                .chars()
+                .next()
+                .is_some_and(char::is_alphanumeric)
     })
 }
 
@@ -590,29 +702,24 @@ mod tests {
 
     #[test]
     fn overlap_prefers_score_then_length_then_order() {
-        let d = |entity: &str, start, end, score, priority| Detection {
-            entity_type: entity.into(),
+        let c = |recognizer, start, end, score| Candidate {
             start,
             end,
             score,
-            recognizer: entity.into(),
-            explanation: Explanation {
-                pattern: String::new(),
-                pattern_score: score,
-                validator: None,
-                validation: "not_checked",
-                context_words: vec![],
-                context_boost: 0.0,
-            },
-            priority,
+            recognizer,
+            pattern: 0,
+            validation: "not_checked",
+            context_mask: 0,
+            context_boost: 0.0,
+            repeat: false,
         };
         let kept = resolve_overlaps(vec![
-            d("A", 0, 10, 0.6, 0),
-            d("B", 5, 12, 0.9, 1),
-            d("C", 12, 20, 0.5, 2),
-            d("D", 12, 22, 0.5, 3),
+            c(0, 0, 10, 0.6),
+            c(1, 5, 12, 0.9),
+            c(2, 12, 20, 0.5),
+            c(3, 12, 22, 0.5),
         ]);
-        let names: Vec<&str> = kept.iter().map(|k| k.entity_type.as_str()).collect();
-        assert_eq!(names, ["B", "D"]);
+        let order: Vec<usize> = kept.iter().map(|k| k.recognizer).collect();
+        assert_eq!(order, [1, 3]);
     }
 }

@@ -66,11 +66,12 @@ impl Policy {
                 .map(|(e, op)| (e.as_str(), op)),
         );
         for (entity, op) in all {
-            op.check().map_err(|(field, reason)| RedactError::BadOperator {
-                entity: entity.to_owned(),
-                field,
-                reason,
-            })?;
+            op.check()
+                .map_err(|(field, reason)| RedactError::BadOperator {
+                    entity: entity.to_owned(),
+                    field,
+                    reason,
+                })?;
             if matches!(op, Operator::Hash { .. }) && self.hash_key.is_none() {
                 return Err(RedactError::MissingHashKey {
                     entity: entity.to_owned(),
@@ -147,7 +148,11 @@ impl Engine {
 
         for d in &detections {
             let value = &text[d.start..d.end];
-            if !scope.known.iter().any(|(v, k)| v == value && k.entity_type == d.entity_type) {
+            if !scope
+                .known
+                .iter()
+                .any(|(v, k)| v == value && k.entity_type == d.entity_type)
+            {
                 scope.known.push((value.to_owned(), d.clone()));
             }
         }

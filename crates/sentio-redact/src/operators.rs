@@ -68,10 +68,12 @@ impl Operator {
     /// Checks parameters that serde cannot: returns the offending field's name and the problem.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         match self {
-            Self::Hash { length } if !(MIN_HASH_LENGTH..=MAX_HASH_LENGTH).contains(length) => Err((
-                "length",
-                format!("must be between {MIN_HASH_LENGTH} and {MAX_HASH_LENGTH}"),
-            )),
+            Self::Hash { length } if !(MIN_HASH_LENGTH..=MAX_HASH_LENGTH).contains(length) => {
+                Err((
+                    "length",
+                    format!("must be between {MIN_HASH_LENGTH} and {MAX_HASH_LENGTH}"),
+                ))
+            }
             Self::Mask {
                 chars_to_mask: Some(_),
                 keep_last: Some(_),
@@ -166,7 +168,9 @@ pub(crate) fn apply(
     pseudonyms: &mut Pseudonyms,
 ) -> String {
     match op {
-        Operator::Replace { new_value } => new_value.clone().unwrap_or_else(|| format!("<{entity}>")),
+        Operator::Replace { new_value } => {
+            new_value.clone().unwrap_or_else(|| format!("<{entity}>"))
+        }
         Operator::Mask {
             masking_char,
             chars_to_mask,
@@ -184,7 +188,13 @@ pub(crate) fn apply(
             chars
                 .iter()
                 .enumerate()
-                .map(|(i, &c)| if (from..to).contains(&i) { *masking_char } else { c })
+                .map(|(i, &c)| {
+                    if (from..to).contains(&i) {
+                        *masking_char
+                    } else {
+                        c
+                    }
+                })
                 .collect()
         }
         Operator::Remove => String::new(),
@@ -204,7 +214,13 @@ mod tests {
     use super::*;
 
     fn run(op: Operator, value: &str) -> String {
-        apply(&op, "CREDIT_CARD", value, Some(b"k"), &mut Pseudonyms::default())
+        apply(
+            &op,
+            "CREDIT_CARD",
+            value,
+            Some(b"k"),
+            &mut Pseudonyms::default(),
+        )
     }
 
     #[test]

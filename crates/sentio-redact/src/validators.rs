@@ -455,7 +455,7 @@ fn calling_code(d: &[u8]) -> Option<(usize, std::ops::RangeInclusive<usize>)> {
     ];
     CODES.iter().find_map(|&(code, lo, hi)| {
         let cc: Vec<u8> = code.bytes().map(|b| b - b'0').collect();
-        d.starts_with(&cc).then(|| (cc.len(), lo..=hi))
+        d.starts_with(&cc).then_some((cc.len(), lo..=hi))
     })
 }
 
@@ -507,10 +507,15 @@ fn ipv4(text: &str, span: &str, start: usize, end: usize) -> Verdict {
         None => (span, None),
     };
     let octets_ok = addr.split('.').all(|o| {
-        !o.is_empty() && (o == "0" || !o.starts_with('0')) && o.parse::<u16>().is_ok_and(|v| v <= 255)
+        !o.is_empty()
+            && (o == "0" || !o.starts_with('0'))
+            && o.parse::<u16>().is_ok_and(|v| v <= 255)
     });
     let prefix_ok = prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|v| v <= 32));
-    verdict(octets_ok && prefix_ok, "octet over 255, leading zero or bad prefix")
+    verdict(
+        octets_ok && prefix_ok,
+        "octet over 255, leading zero or bad prefix",
+    )
 }
 
 fn ipv6(span: &str) -> Verdict {
@@ -528,10 +533,7 @@ fn url(span: &str, start: usize) -> Verdict {
     // Trailing punctuation belongs to the sentence, not the URL; a closing bracket belongs to the
     // URL only when the URL opened it.
     let mut end = span.len();
-    loop {
-        let Some(last) = span[..end].chars().last() else {
-            break;
-        };
+    while let Some(last) = span[..end].chars().last() {
         let trailing_punct = matches!(last, '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '"');
         let unbalanced = match last {
             ')' => span[..end].matches('(').count() < span[..end].matches(')').count(),
@@ -594,7 +596,8 @@ fn tld_known(domain: &str) -> bool {
     ];
     let tld = domain.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     // Two letters is a country code (uk, de, fr, jp, ...); the rest must be a common generic TLD.
-    (tld.len() == 2 && tld.bytes().all(|b| b.is_ascii_alphabetic())) || GENERIC.contains(&tld.as_str())
+    (tld.len() == 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()))
+        || GENERIC.contains(&tld.as_str())
 }
 
 /// Rebuilds "john dot smith at gmail dot com" as "john.smith@gmail.com".
@@ -615,7 +618,9 @@ pub fn deobfuscate_email(span: &str) -> String {
 
 fn email_obfuscated(span: &str) -> Verdict {
     let lower = span.to_ascii_lowercase();
-    let spelled = lower.contains("dot") || lower.contains(" at ") || lower.contains("(at)")
+    let spelled = lower.contains("dot")
+        || lower.contains(" at ")
+        || lower.contains("(at)")
         || lower.contains("[at]")
         || lower.contains("{at}");
     if !spelled {
@@ -664,7 +669,13 @@ fn btc_base58check(s: &str) -> bool {
 
 fn bech32_valid(s: &str) -> bool {
     const CHARSET: &[u8] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
-    const GEN: [u32; 5] = [0x3b6a_57b2, 0x2650_8e6d, 0x1ea1_19fa, 0x3d42_33dd, 0x2a14_62b3];
+    const GEN: [u32; 5] = [
+        0x3b6a_57b2,
+        0x2650_8e6d,
+        0x1ea1_19fa,
+        0x3d42_33dd,
+        0x2a14_62b3,
+    ];
     if s.chars().any(char::is_uppercase) && s.chars().any(char::is_lowercase) {
         return false;
     }
@@ -751,7 +762,10 @@ fn aba_routing(d: &[u8]) -> Verdict {
         .enumerate()
         .map(|(i, &x)| u32::from(x) * w[i % 3])
         .sum();
-    verdict(sum.is_multiple_of(10) && d.iter().any(|&x| x != 0), "fails ABA checksum")
+    verdict(
+        sum.is_multiple_of(10) && d.iter().any(|&x| x != 0),
+        "fails ABA checksum",
+    )
 }
 
 /// NHS number: weights 10..2 over the first nine digits, check digit = 11 - (sum mod 11).
@@ -787,7 +801,9 @@ fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
-        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         2 => 28,
         _ => 0,
     }
@@ -821,19 +837,134 @@ fn date_of_birth(span: &str) -> Verdict {
 /// Capitalised words that follow "this is" / "I'm" without being names. Sentiment words matter
 /// most: redacting "I'm Furious" as a PERSON would blind the classifier.
 const NOT_NAMES: &[&str] = &[
-    "sorry", "happy", "sad", "angry", "furious", "upset", "mad", "glad", "done", "fine", "good",
-    "great", "bad", "terrible", "awful", "horrible", "ridiculous", "unacceptable", "amazing",
-    "awesome", "excellent", "disappointed", "frustrated", "annoyed", "confused", "tired", "sick",
-    "not", "very", "so", "really", "just", "still", "also", "here", "there", "ok", "okay", "it",
-    "the", "this", "that", "what", "why", "how", "when", "where", "who", "yes", "no", "please",
-    "thanks", "thank", "hello", "hi", "hey", "dear", "sir", "madam", "customer", "support",
-    "service", "team", "agent", "manager", "account", "order", "a", "an", "my", "your", "our",
-    "their", "his", "her", "we", "you", "they", "he", "she", "me", "i", "going", "trying",
-    "calling", "writing", "waiting", "back", "again", "now", "today", "tomorrow", "yesterday",
-    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "best", "kind",
-    "warm", "many", "much", "all", "regards", "sincerely", "cheers", "love", "hate", "never",
-    "always", "absolutely", "totally", "completely", "extremely", "super", "pretty", "quite",
-    "worried", "concerned", "pleased", "satisfied", "unhappy", "impressed", "shocked", "lost",
+    "sorry",
+    "happy",
+    "sad",
+    "angry",
+    "furious",
+    "upset",
+    "mad",
+    "glad",
+    "done",
+    "fine",
+    "good",
+    "great",
+    "bad",
+    "terrible",
+    "awful",
+    "horrible",
+    "ridiculous",
+    "unacceptable",
+    "amazing",
+    "awesome",
+    "excellent",
+    "disappointed",
+    "frustrated",
+    "annoyed",
+    "confused",
+    "tired",
+    "sick",
+    "not",
+    "very",
+    "so",
+    "really",
+    "just",
+    "still",
+    "also",
+    "here",
+    "there",
+    "ok",
+    "okay",
+    "it",
+    "the",
+    "this",
+    "that",
+    "what",
+    "why",
+    "how",
+    "when",
+    "where",
+    "who",
+    "yes",
+    "no",
+    "please",
+    "thanks",
+    "thank",
+    "hello",
+    "hi",
+    "hey",
+    "dear",
+    "sir",
+    "madam",
+    "customer",
+    "support",
+    "service",
+    "team",
+    "agent",
+    "manager",
+    "account",
+    "order",
+    "a",
+    "an",
+    "my",
+    "your",
+    "our",
+    "their",
+    "his",
+    "her",
+    "we",
+    "you",
+    "they",
+    "he",
+    "she",
+    "me",
+    "i",
+    "going",
+    "trying",
+    "calling",
+    "writing",
+    "waiting",
+    "back",
+    "again",
+    "now",
+    "today",
+    "tomorrow",
+    "yesterday",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "best",
+    "kind",
+    "warm",
+    "many",
+    "much",
+    "all",
+    "regards",
+    "sincerely",
+    "cheers",
+    "love",
+    "hate",
+    "never",
+    "always",
+    "absolutely",
+    "totally",
+    "completely",
+    "extremely",
+    "super",
+    "pretty",
+    "quite",
+    "worried",
+    "concerned",
+    "pleased",
+    "satisfied",
+    "unhappy",
+    "impressed",
+    "shocked",
+    "lost",
 ];
 
 fn person_name(span: &str) -> Verdict {

@@ -16,46 +16,154 @@ fn true_positives() {
     let engine = Engine::builtin().unwrap();
     let cases: &[(&str, &str, &str)] = &[
         // (text, entity, exact value found)
-        ("mail me at jane.doe+promo@example.co.uk please", "EMAIL_ADDRESS", "jane.doe+promo@example.co.uk"),
-        ("it's john dot smith at gmail dot com", "EMAIL_ADDRESS", "john dot smith at gmail dot com"),
-        ("reach jane(at)example(dot)org", "EMAIL_ADDRESS", "jane(at)example(dot)org"),
-        ("call +44 20 7946 0958 now", "PHONE_NUMBER", "+44 20 7946 0958"),
-        ("my cell is +1 (415) 555-2671", "PHONE_NUMBER", "+1 (415) 555-2671"),
-        ("ring 0049 30 901820 today", "PHONE_NUMBER", "0049 30 901820"),
-        ("ticket 7: call +1 415 555 2600", "PHONE_NUMBER", "+1 415 555 2600"),
-        ("call me on (415) 555-2671", "PHONE_NUMBER", "(415) 555-2671"),
+        (
+            "mail me at jane.doe+promo@example.co.uk please",
+            "EMAIL_ADDRESS",
+            "jane.doe+promo@example.co.uk",
+        ),
+        (
+            "it's john dot smith at gmail dot com",
+            "EMAIL_ADDRESS",
+            "john dot smith at gmail dot com",
+        ),
+        (
+            "reach jane(at)example(dot)org",
+            "EMAIL_ADDRESS",
+            "jane(at)example(dot)org",
+        ),
+        (
+            "call +44 20 7946 0958 now",
+            "PHONE_NUMBER",
+            "+44 20 7946 0958",
+        ),
+        (
+            "my cell is +1 (415) 555-2671",
+            "PHONE_NUMBER",
+            "+1 (415) 555-2671",
+        ),
+        (
+            "ring 0049 30 901820 today",
+            "PHONE_NUMBER",
+            "0049 30 901820",
+        ),
+        (
+            "ticket 7: call +1 415 555 2600",
+            "PHONE_NUMBER",
+            "+1 415 555 2600",
+        ),
+        (
+            "call me on (415) 555-2671",
+            "PHONE_NUMBER",
+            "(415) 555-2671",
+        ),
         ("number 415.555.2671", "PHONE_NUMBER", "415.555.2671"),
         ("my phone is 4155552671", "PHONE_NUMBER", "4155552671"),
         ("mobile 07700 900123", "PHONE_NUMBER", "07700 900123"),
         ("portable 06 12 34 56 78", "PHONE_NUMBER", "06 12 34 56 78"),
-        ("card 4111 1111 1111 1111 exp 12/27", "CREDIT_CARD", "4111 1111 1111 1111"),
+        (
+            "card 4111 1111 1111 1111 exp 12/27",
+            "CREDIT_CARD",
+            "4111 1111 1111 1111",
+        ),
         ("4111-1111-1111-1111", "CREDIT_CARD", "4111-1111-1111-1111"),
-        ("visa 4111.1111.1111.1111 thanks", "CREDIT_CARD", "4111.1111.1111.1111"),
+        (
+            "visa 4111.1111.1111.1111 thanks",
+            "CREDIT_CARD",
+            "4111.1111.1111.1111",
+        ),
         ("amex 3782 822463 10005", "CREDIT_CARD", "3782 822463 10005"),
-        ("card ４１１１ １１１１ １１１１ １１１１", "CREDIT_CARD", "４１１１ １１１１ １１１１ １１１１"),
-        ("pay 4111 1111 1111 1111 2025 due", "CREDIT_CARD", "4111 1111 1111 1111"),
-        ("IBAN GB82 WEST 1234 5698 7654 32 ok", "IBAN_CODE", "GB82 WEST 1234 5698 7654 32"),
-        ("DE89370400440532013000", "IBAN_CODE", "DE89370400440532013000"),
+        (
+            "card ４１１１ １１１１ １１１１ １１１１",
+            "CREDIT_CARD",
+            "４１１１ １１１１ １１１１ １１１１",
+        ),
+        (
+            "pay 4111 1111 1111 1111 2025 due",
+            "CREDIT_CARD",
+            "4111 1111 1111 1111",
+        ),
+        (
+            "IBAN GB82 WEST 1234 5698 7654 32 ok",
+            "IBAN_CODE",
+            "GB82 WEST 1234 5698 7654 32",
+        ),
+        (
+            "DE89370400440532013000",
+            "IBAN_CODE",
+            "DE89370400440532013000",
+        ),
         ("ssn 536-90-4399", "US_SSN", "536-90-4399"),
-        ("my social security number is 536904399", "US_SSN", "536904399"),
-        ("server 192.168.10.24 is down", "IP_ADDRESS", "192.168.10.24"),
-        ("from 2001:db8::8a2e:370:7334 again", "IP_ADDRESS", "2001:db8::8a2e:370:7334"),
-        ("see https://example.com/account?id=7).", "URL", "https://example.com/account?id=7"),
-        ("router 00:1A:2B:3C:4D:5E", "MAC_ADDRESS", "00:1A:2B:3C:4D:5E"),
-        ("send to 1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2", "CRYPTO", "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2"),
-        ("eth 0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "CRYPTO", "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
-        ("key AKIAIOSFODNN7EXAMPLE leaked", "AWS_ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE"),
-        ("aws secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AWS_SECRET_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-        ("token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789", "API_KEY", "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"),
+        (
+            "my social security number is 536904399",
+            "US_SSN",
+            "536904399",
+        ),
+        (
+            "server 192.168.10.24 is down",
+            "IP_ADDRESS",
+            "192.168.10.24",
+        ),
+        (
+            "from 2001:db8::8a2e:370:7334 again",
+            "IP_ADDRESS",
+            "2001:db8::8a2e:370:7334",
+        ),
+        (
+            "see https://example.com/account?id=7).",
+            "URL",
+            "https://example.com/account?id=7",
+        ),
+        (
+            "router 00:1A:2B:3C:4D:5E",
+            "MAC_ADDRESS",
+            "00:1A:2B:3C:4D:5E",
+        ),
+        (
+            "send to 1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2",
+            "CRYPTO",
+            "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2",
+        ),
+        (
+            "eth 0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            "CRYPTO",
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        ),
+        (
+            "key AKIAIOSFODNN7EXAMPLE leaked",
+            "AWS_ACCESS_KEY",
+            "AKIAIOSFODNN7EXAMPLE",
+        ),
+        (
+            "aws secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "AWS_SECRET_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ),
+        (
+            "token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+            "API_KEY",
+            "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+        ),
         ("I was born on 14/03/1985", "DATE_OF_BIRTH", "14/03/1985"),
         ("DOB: March 14, 1985", "DATE_OF_BIRTH", "March 14, 1985"),
-        ("routing number 011000015", "ABA_ROUTING_NUMBER", "011000015"),
+        (
+            "routing number 011000015",
+            "ABA_ROUTING_NUMBER",
+            "011000015",
+        ),
         ("bank account 12345678901", "US_BANK_NUMBER", "12345678901"),
         ("NHS number 943 476 5919", "UK_NHS", "943 476 5919"),
-        ("Hi, my name is Maria Gonzalez and", "PERSON", "Maria Gonzalez"),
+        (
+            "Hi, my name is Maria Gonzalez and",
+            "PERSON",
+            "Maria Gonzalez",
+        ),
         ("I spoke with Dr. Patel yesterday", "PERSON", "Patel"),
         ("this is Tom from accounts", "PERSON", "Tom"),
-        ("ship it to 1600 Pennsylvania Avenue please", "STREET_ADDRESS", "1600 Pennsylvania Avenue"),
+        (
+            "ship it to 1600 Pennsylvania Avenue please",
+            "STREET_ADDRESS",
+            "1600 Pennsylvania Avenue",
+        ),
     ];
     let mut failures = Vec::new();
     for (text, entity, value) in cases {
@@ -168,7 +276,10 @@ fn custom_recognizers_from_config() {
     )
     .unwrap();
     let engine = Engine::with_custom(&custom.recognizers).unwrap();
-    let got = found(&engine, "is project falcon live? employee EMP-123456 asked, not EMP-654321x");
+    let got = found(
+        &engine,
+        "is project falcon live? employee EMP-123456 asked, not EMP-654321x",
+    );
     assert_eq!(
         got,
         vec![

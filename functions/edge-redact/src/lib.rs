@@ -9,8 +9,38 @@ use sentio_redact::Engine;
 use spin_sdk::http::{HeaderMap, HeaderValue, IntoResponse, Method, Request, StatusCode};
 use spin_sdk::http_service;
 
+// The `sentio-preinit` export (WIT world `sentio:edge/preinit`). wit-bindgen's generated ABI glue
+// needs `unsafe`; nothing written by hand here does.
+#[allow(unsafe_code)]
+mod preinit {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "sentio:edge/preinit",
+        pub_export_macro: true,
+        export_macro_name: "export_preinit",
+    });
+}
+
+struct Preinit;
+
+impl preinit::Guest for Preinit {
+    /// Compiles the recognizers and warms their automata, so a snapshot taken afterwards serves
+    /// every request with them ready.
+    fn sentio_preinit() {
+        if let Ok(engine) = builtin_engine() {
+            engine.warm_up();
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+mod preinit_export {
+    use super::Preinit;
+    crate::preinit::export_preinit!(Preinit with_types_in crate::preinit);
+}
+
 /// The built-in recognizers compiled once per instance; a pre-initialized component (see
-/// `sentio preinit`) carries them already compiled in its snapshot.
+/// `sentio preinit`) carries them compiled in its snapshot.
 static BUILTIN_ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
 
 fn builtin_engine() -> Result<&'static Engine, ApiError> {
@@ -115,5 +145,9 @@ async fn handle(req: Request) -> impl IntoResponse {
         headers.insert("allow", HeaderValue::from_static(allow));
     }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, headers, http_body_util::Full::new(bytes::Bytes::from(body)))
+    (
+        status,
+        headers,
+        http_body_util::Full::new(bytes::Bytes::from(body)),
+    )
 }

@@ -72,7 +72,9 @@ fn policy(engine: &Engine, p: wit::Policy) -> Result<Policy, wit::RedactionError
     }
     for eo in p.operators {
         known(&eo.entity)?;
-        operators.per_entity.insert(eo.entity, operator(eo.operator));
+        operators
+            .per_entity
+            .insert(eo.entity, operator(eo.operator));
     }
     let policy = Policy {
         analyze: AnalyzeOptions {
@@ -129,11 +131,23 @@ fn result(r: sentio_redact::Redaction) -> wit::RedactionResult {
 
 struct Redactor;
 
+impl bindings::Guest for Redactor {
+    fn sentio_preinit() {
+        if let Ok(engine) = engine() {
+            engine.warm_up();
+        }
+    }
+}
+
 impl wit::Guest for Redactor {
     fn redact(text: String, p: wit::Policy) -> Result<wit::RedactionResult, wit::RedactionError> {
         let engine = engine()?;
         let policy = policy(engine, p)?;
-        Ok(result(engine.redact(&text, &policy, &mut RequestScope::default())))
+        Ok(result(engine.redact(
+            &text,
+            &policy,
+            &mut RequestScope::default(),
+        )))
     }
 
     fn redact_batch(

@@ -1,0 +1,279 @@
+//! `sentio bench redact`: redaction throughput natively and inside the component on a realistic
+//! chat corpus, and the host's per-request overhead. Prints one table; ratios come from the same
+//! run.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use sentio_host::library::{Policy, RedactorComponent};
+use sentio_redact::{Engine, RequestScope};
+
+/// A deterministic corpus of customer-support chat turns: mostly plain complaints, questions and
+/// thanks, about one in four carrying PII the way customers type it.
+pub fn chat_corpus(n: usize, seed: u64) -> Vec<String> {
+    const PLAIN: &[&str] = &[
+        "The app keeps crashing every time I open the settings page since the last update.",
+        "I've been waiting for my refund for two weeks now and nobody answers my emails.",
+        "Thanks so much, that fixed it! Really appreciate the quick help.",
+        "Why was I charged twice this month? This is unacceptable.",
+        "Can you tell me when the new plan becomes available in my region?",
+        "Honestly the delivery was late again and the box was damaged. Very disappointed.",
+        "ok thanks",
+        "Where can I download the invoice for order 5531? I can't find it anywhere.",
+        "Your agent was super helpful yesterday, please pass on my thanks.",
+        "The password reset link expired before I could use it, can you send another one?",
+        "I want to cancel my subscription effective today.",
+        "Love the new dashboard, it's much faster than before 😍",
+        "still not working... third time I'm writing about this 😡",
+        "Is there a student discount? My friend said there was one last year.",
+    ];
+    const PII: &[&str] = &[
+        "You can reach me at {email} or on {phone}.",
+        "My card ending {card} was charged twice, please refund it.",
+        "Hi, my name is {name} and my order never arrived.",
+        "Please wire the refund to {iban}, thanks.",
+        "my number is {phone} call me after 5pm",
+        "it's {obf_email} if you need to email me",
+        "Login fails from {ip}, tried three times.",
+        "This is {name}, I spoke with your agent about {email} yesterday.",
+    ];
+    const EMAILS: &[&str] = &[
+        "maria.g@example.com",
+        "j.smith+shop@mail.co.uk",
+        "tom_b@example.org",
+    ];
+    const PHONES: &[&str] = &[
+        "+44 20 7946 0958",
+        "(415) 555-2671",
+        "+1 415 555 2600",
+        "07700 900123",
+    ];
+    const CARDS: &[&str] = &[
+        "4111 1111 1111 1111",
+        "5500-0055-5555-5559",
+        "3782 822463 10005",
+    ];
+    const NAMES: &[&str] = &["Maria Gonzalez", "Tom Baker", "Aisha Khan", "Jean Dupont"];
+    const IBANS: &[&str] = &["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000"];
+    const OBF: &[&str] = &["john dot smith at gmail dot com", "anna(at)example(dot)org"];
+    const IPS: &[&str] = &["192.168.10.24", "2001:db8::8a2e:370:7334"];
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move |m: usize| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as usize) % m
+    };
+    (0..n)
+        .map(|_| {
+            if next(4) == 0 {
+                let template = PII[next(PII.len())];
+                template
+                    .replace("{email}", EMAILS[next(EMAILS.len())])
+                    .replace("{phone}", PHONES[next(PHONES.len())])
+                    .replace("{card}", CARDS[next(CARDS.len())])
+                    .replace("{name}", NAMES[next(NAMES.len())])
+                    .replace("{iban}", IBANS[next(IBANS.len())])
+                    .replace("{obf_email}", OBF[next(OBF.len())])
+                    .replace("{ip}", IPS[next(IPS.len())])
+            } else {
+                PLAIN[next(PLAIN.len())].to_owned()
+            }
+        })
+        .collect()
+}
+
+/// Runs `f` over the corpus repeatedly for at least `min` and returns MB/s.
+fn throughput(corpus: &[String], min: Duration, mut f: impl FnMut(&str)) -> f64 {
+    let bytes: usize = corpus.iter().map(String::len).sum();
+    let start = Instant::now();
+    let mut rounds = 0usize;
+    while start.elapsed() < min || rounds == 0 {
+        for t in corpus {
+            f(t);
+        }
+        rounds += 1;
+    }
+    (bytes * rounds) as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
+    let at =
+        |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e3;
+    (at(0.50), at(0.99))
+}
+
+/// Sends `requests` POSTs of `body` over one keep-alive connection; returns each latency.
+fn http_latencies(
+    addr: std::net::SocketAddr,
+    body: &str,
+    requests: usize,
+) -> Result<Vec<Duration>> {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let stream = std::net::TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let request = format!(
+        "POST /redact HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut latencies = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let start = Instant::now();
+        writer.write_all(request.as_bytes())?;
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        anyhow::ensure!(
+            line.starts_with("HTTP/1.1 200"),
+            "unexpected response: {line}"
+        );
+        let (mut chunked, mut length) = (false, 0usize);
+        loop {
+            line.clear();
+            reader.read_line(&mut line)?;
+            let lower = line.to_ascii_lowercase();
+            if lower == "\r\n" {
+                break;
+            }
+            chunked |= lower.starts_with("transfer-encoding:") && lower.contains("chunked");
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse()?;
+            }
+        }
+        if chunked {
+            loop {
+                line.clear();
+                reader.read_line(&mut line)?;
+                let size = usize::from_str_radix(line.trim(), 16)?;
+                let mut chunk = vec![0u8; size + 2];
+                reader.read_exact(&mut chunk)?;
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            let mut rest = vec![0u8; length];
+            reader.read_exact(&mut rest)?;
+        }
+        latencies.push(start.elapsed());
+    }
+    Ok(latencies)
+}
+
+/// `/redact` through the real host (`spin.toml`, fresh instance per request), one client.
+fn serve_latency(manifest: &Path, requests: usize) -> Result<(f64, f64)> {
+    let options = sentio_host::HostOptions::new(manifest);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (addr, stop) = runtime.block_on(async {
+        let app = sentio_host::App::load(&options)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        anyhow::Ok((addr, stop))
+    })?;
+    let body = r#"{"text": "Hi, my name is Maria Gonzalez. The app crashed again, call me on +44 20 7946 0958!"}"#;
+    http_latencies(addr, body, 50)?; // warm-up
+    let latencies = http_latencies(addr, body, requests)?;
+    let _ = stop.send(());
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(percentiles(latencies))
+}
+
+pub fn run(component_path: &Path, seconds: u64) -> Result<()> {
+    let min = Duration::from_secs(seconds);
+    let corpus = chat_corpus(2000, 7);
+    let bytes: usize = corpus.iter().map(String::len).sum();
+    let engine = Engine::builtin()?;
+    let policy = sentio_redact::Policy::default();
+    let with_pii = corpus
+        .iter()
+        .filter(|t| !engine.analyze(t, &policy.analyze).is_empty())
+        .count();
+
+    let native = throughput(&corpus, min, |t| {
+        std::hint::black_box(engine.redact(t, &policy, &mut RequestScope::default()));
+    });
+
+    // The same engine settings `sentio serve` uses (pooling allocator, epoch deadlines).
+    let wasm_engine = sentio_host::runtime::engine(&Default::default())?;
+    let cache = std::env::temp_dir().join("sentio-bench-cache");
+    let component = RedactorComponent::load(&wasm_engine, component_path, &cache)
+        .with_context(|| format!("loading {}", component_path.display()))?;
+    let mut instance = component.instantiate()?;
+    let wit_policy = Policy::default();
+    let mut failure = None;
+    let in_component = throughput(&corpus, min, |t| {
+        if let Err(e) = instance.redact(t, &wit_policy) {
+            failure = Some(e);
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e.context("component call failed"));
+    }
+    let batches: Vec<Vec<String>> = corpus.chunks(64).map(<[String]>::to_vec).collect();
+    let start = Instant::now();
+    let mut rounds = 0;
+    while start.elapsed() < min || rounds == 0 {
+        for b in &batches {
+            instance.redact_batch(b, &wit_policy)??;
+        }
+        rounds += 1;
+    }
+    let in_component_batch = (bytes * rounds) as f64 / start.elapsed().as_secs_f64() / 1e6;
+
+    // Host overhead: what a fresh instance per request costs the host, as Spin runs it.
+    let iterations = 2000;
+    let mut instantiate = Vec::with_capacity(iterations);
+    let mut instantiate_call = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t0 = Instant::now();
+        let mut fresh = component.instantiate()?;
+        let t1 = Instant::now();
+        std::hint::black_box(fresh.redact("", &wit_policy)??);
+        let t2 = Instant::now();
+        instantiate.push(t1 - t0);
+        instantiate_call.push(t2 - t0);
+    }
+    let (inst_p50, inst_p99) = percentiles(instantiate);
+    let (call_p50, call_p99) = percentiles(instantiate_call);
+
+    let (http_p50, http_p99) = serve_latency(Path::new("spin.toml"), 2000)?;
+
+    println!(
+        "Redaction benchmark ({} messages, {:.1} KiB, {with_pii} with PII; single thread)",
+        corpus.len(),
+        bytes as f64 / 1024.0
+    );
+    println!("component: {}", component_path.display());
+    println!();
+    println!("| measure | value | vs native |");
+    println!("|---|---:|---:|");
+    println!("| native redact, MB/s | {native:.1} | 1.00x |");
+    println!(
+        "| component redact (1 text/call), MB/s | {in_component:.1} | {:.2}x slower |",
+        native / in_component
+    );
+    println!(
+        "| component redact_batch (64 texts/call), MB/s | {in_component_batch:.1} | {:.2}x slower |",
+        native / in_component_batch
+    );
+    println!("| host: new store + instantiate, p50 / p99 ms | {inst_p50:.3} / {inst_p99:.3} | |");
+    println!(
+        "| host: instantiate + call (empty text), p50 / p99 ms | {call_p50:.3} / {call_p99:.3} | |"
+    );
+    println!(
+        "| POST /redact via sentio serve (HTTP, fresh instance), p50 / p99 ms | {http_p50:.3} / {http_p99:.3} | |"
+    );
+    Ok(())
+}
