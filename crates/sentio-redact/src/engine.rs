@@ -80,6 +80,9 @@ impl Candidate {
     }
 }
 
+/// Rounds of re-searching inside candidates that lost an overlap.
+const MAX_RESCAN_ROUNDS: usize = 3;
+
 /// Most context words one recognizer may list (they are tracked as bits).
 pub const MAX_CONTEXT_WORDS: usize = 64;
 
@@ -356,36 +359,65 @@ impl Engine {
             p.set.matches(text).into_iter().map(move |i| owners[i])
         });
         for (ri, pi) in matched {
-            let recognizer = &self.recognizers[ri];
-            if !options.wants(&recognizer.entity) {
-                continue;
-            }
-            let pattern = &recognizer.patterns[pi];
-            // Search by hand rather than with `find_iter`: when a greedy match is rejected (a
-            // bank number followed by a card swallows the card's first digits), the search resumes
-            // at the next word inside the rejected match instead of after it.
-            let mut pos = 0;
-            while pos <= text.len() {
-                let Some((match_start, match_end, start, end)) = next_match(pattern, text, pos)
-                else {
-                    break;
-                };
-                match self.score_candidate(text, ri, pi, start, end) {
-                    Some(c) if c.score >= options.score_threshold => {
-                        pos = c.end.max(match_start + 1);
-                        candidates.push(c);
-                    }
-                    _ => {
-                        pos = next_word_start(text, match_start)
-                            .unwrap_or(match_end.max(match_start + 1))
-                    }
-                }
-                while pos < text.len() && !text.is_char_boundary(pos) {
-                    pos += 1;
-                }
+            if options.wants(&self.recognizers[ri].entity) {
+                self.scan(
+                    text,
+                    ri,
+                    pi,
+                    0,
+                    text.len(),
+                    options.score_threshold,
+                    &mut candidates,
+                );
             }
         }
-        let mut kept = resolve_overlaps(candidates);
+        let mut kept = resolve_overlaps(candidates.clone());
+        // A pattern's search goes on after each candidate it accepted. When overlap resolution
+        // then drops that candidate (a phone beat a card-shaped run "2671 4111 ..."), whatever
+        // the pattern would have found inside the dropped span was never looked for: search the
+        // uncovered rest of each dropped span again. Bounded: each round only looks inside spans
+        // dropped in the round before.
+        for _ in 0..MAX_RESCAN_ROUNDS {
+            let mut found_more = Vec::new();
+            for c in &candidates {
+                if kept
+                    .iter()
+                    .any(|k| k.start == c.start && k.end == c.end && k.recognizer == c.recognizer)
+                {
+                    continue;
+                }
+                let resume = kept
+                    .iter()
+                    .filter(|k| k.start < c.end && k.end > c.start)
+                    .map(|k| k.end)
+                    .max()
+                    .unwrap_or(c.end);
+                if resume < c.end {
+                    self.scan(
+                        text,
+                        c.recognizer,
+                        c.pattern,
+                        resume,
+                        c.end,
+                        options.score_threshold,
+                        &mut found_more,
+                    );
+                }
+            }
+            found_more.retain(|n| {
+                !candidates.iter().any(|c| {
+                    c.start == n.start
+                        && c.end == n.end
+                        && c.pattern == n.pattern
+                        && c.recognizer == n.recognizer
+                })
+            });
+            if found_more.is_empty() {
+                break;
+            }
+            candidates.extend(found_more);
+            kept = resolve_overlaps(candidates.clone());
+        }
         let known: Vec<(&str, Candidate)> = known
             .iter()
             .filter(|(_, d)| options.wants(&d.entity_type))
@@ -393,6 +425,46 @@ impl Engine {
             .collect();
         propagate_repeats(text, &mut kept, &known);
         kept.into_iter().map(|c| self.detection(c)).collect()
+    }
+
+    /// Finds `pattern`'s candidates whose match starts in `from..until`.
+    #[allow(clippy::too_many_arguments)]
+    fn scan(
+        &self,
+        text: &str,
+        ri: usize,
+        pi: usize,
+        from: usize,
+        until: usize,
+        threshold: f32,
+        out: &mut Vec<Candidate>,
+    ) {
+        let pattern = &self.recognizers[ri].patterns[pi];
+        // Search by hand rather than with `find_iter`: when a greedy match is rejected (a bank
+        // number followed by a card swallows the card's first digits), the search resumes at the
+        // next word inside the rejected match instead of after it.
+        let mut pos = from;
+        while pos <= text.len() {
+            let Some((match_start, match_end, start, end)) = next_match(pattern, text, pos) else {
+                break;
+            };
+            if match_start >= until {
+                break;
+            }
+            match self.score_candidate(text, ri, pi, start, end) {
+                Some(c) if c.score >= threshold => {
+                    pos = c.end.max(match_start + 1);
+                    out.push(c);
+                }
+                _ => {
+                    pos =
+                        next_word_start(text, match_start).unwrap_or(match_end.max(match_start + 1))
+                }
+            }
+            while pos < text.len() && !text.is_char_boundary(pos) {
+                pos += 1;
+            }
+        }
     }
 
     fn detection(&self, c: Candidate) -> Detection {
