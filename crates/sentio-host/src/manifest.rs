@@ -239,6 +239,38 @@ variables = { hash_key = "{{ key }}", max = "n={{limit}}" }
     }
 
     #[test]
+    fn the_project_manifest_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spin.toml");
+        let (m, _) = Manifest::load(&path).unwrap();
+        assert_eq!(m.application.name, "sentio-edge");
+        let routes: Vec<_> = m
+            .trigger
+            .http
+            .iter()
+            .map(|t| (t.route.clone(), t.component.clone().unwrap()))
+            .collect();
+        assert!(matches!(&routes[0], (Route::Path(r), c) if r == "/redact" && c == "edge-redact"));
+        let redact = &m.component["edge-redact"];
+        assert!(
+            matches!(&redact.source, Source::Path(p) if p.ends_with("edge_redact.preinit.wasm"))
+        );
+        assert!(
+            redact
+                .build
+                .as_ref()
+                .unwrap()
+                .command
+                .contains("sentio-cli -- preinit")
+        );
+        for name in redact.variables.keys() {
+            assert!(
+                m.variables.contains_key(name),
+                "{name} is an app variable too"
+            );
+        }
+    }
+
+    #[test]
     fn templates() {
         let r = render_template("n={{limit}}/{{ x }}", |k| Some(k.to_uppercase())).unwrap();
         assert_eq!(r, "n=LIMIT/X");

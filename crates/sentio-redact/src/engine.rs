@@ -331,6 +331,11 @@ impl Engine {
         out
     }
 
+    /// Whether some recognizer finds `entity`.
+    pub fn supports_entity(&self, entity: &str) -> bool {
+        self.recognizers.iter().any(|r| r.entity == entity)
+    }
+
     /// Names of the recognizers, in declaration order.
     pub fn recognizer_names(&self) -> Vec<&str> {
         self.recognizers.iter().map(|r| r.name.as_str()).collect()

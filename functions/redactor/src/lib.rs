@@ -49,9 +49,8 @@ fn operator(op: wit::Operator) -> Operator {
 }
 
 fn policy(engine: &Engine, p: wit::Policy) -> Result<Policy, wit::RedactionError> {
-    let supported = engine.supported_entities();
     let known = |e: &String| {
-        if supported.contains(e) {
+        if engine.supports_entity(e) {
             Ok(())
         } else {
             Err(wit::RedactionError::UnknownEntity(e.clone()))
