@@ -1,5 +1,6 @@
 //! The analyzer: runs recognizers over a text and resolves their findings into one set of spans.
 
+use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::Serialize;
 
@@ -129,7 +130,8 @@ struct Recognizer {
     entity: String,
     patterns: Vec<CompiledPattern>,
     context: Vec<String>,
-    reject_context: Vec<String>,
+    context_matcher: WordMatcher,
+    reject_matcher: WordMatcher,
     reject_prefix: Vec<String>,
     validator: Option<ValidatorKind>,
     context_window: usize,
@@ -278,8 +280,9 @@ impl Engine {
                 name: spec.name.clone(),
                 entity: spec.entity.clone(),
                 patterns,
+                context_matcher: WordMatcher::new(&spec.context),
+                reject_matcher: WordMatcher::new(&spec.reject_context),
                 context: lower(&spec.context),
-                reject_context: lower(&spec.reject_context),
                 reject_prefix: spec.reject_prefix.clone(),
                 validator: spec.validator,
                 context_window: spec.context_window,
@@ -540,27 +543,17 @@ impl Engine {
         {
             return None;
         }
-        if !recognizer.reject_context.is_empty() {
-            let window = words_before(text, start, REJECT_WINDOW_WORDS);
-            if recognizer
-                .reject_context
-                .iter()
-                .any(|w| contains_word(window, w))
-            {
-                return None;
-            }
+        if recognizer
+            .reject_matcher
+            .any_in(words_before(text, start, REJECT_WINDOW_WORDS))
+        {
+            return None;
         }
         let mut score = pattern.score;
-        let mut context_mask = 0u64;
-        if !recognizer.context.is_empty() {
-            let before = words_before(text, start, recognizer.context_window);
-            let after = words_after(text, end, CONTEXT_WORDS_AFTER);
-            for (i, w) in recognizer.context.iter().enumerate() {
-                if contains_word(before, w) || contains_word(after, w) {
-                    context_mask |= 1 << i;
-                }
-            }
-        }
+        let context_mask = recognizer.context_matcher.mask_in(&[
+            words_before(text, start, recognizer.context_window),
+            words_after(text, end, CONTEXT_WORDS_AFTER),
+        ]);
         let context_boost = if context_mask == 0 {
             0.0
         } else {
@@ -740,26 +733,55 @@ fn words_after(text: &str, pos: usize, n: usize) -> &str {
     tail
 }
 
-/// Whether `phrase` (lower-case) occurs in `haystack`, ignoring ASCII case, with no letter or
-/// digit directly around it.
-fn contains_word(haystack: &str, phrase: &str) -> bool {
-    let (h, p) = (haystack.as_bytes(), phrase.as_bytes());
-    if p.is_empty() || p.len() > h.len() {
-        return false;
+/// Finds a recognizer's context (or reject) words in a window of text in one pass: ASCII
+/// case-insensitive, whole words only (no letter or digit directly around a hit).
+#[derive(Clone)]
+struct WordMatcher(Option<AhoCorasick>);
+
+impl WordMatcher {
+    fn new(words: &[String]) -> Self {
+        if words.is_empty() {
+            return Self(None);
+        }
+        // The words come from validated specs; a failure here would only mean "no context".
+        Self(
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(words)
+                .ok(),
+        )
     }
-    (0..=h.len() - p.len()).any(|i| {
-        h[i..i + p.len()].eq_ignore_ascii_case(p)
-            && haystack.is_char_boundary(i)
-            && haystack.is_char_boundary(i + p.len())
-            && !haystack[..i]
-                .chars()
-                .next_back()
-                .is_some_and(char::is_alphanumeric)
-            && !haystack[i + p.len()..]
-                .chars()
-                .next()
-                .is_some_and(char::is_alphanumeric)
-    })
+
+    /// Bit i set when word i occurs in any of `windows`.
+    fn mask_in(&self, windows: &[&str]) -> u64 {
+        let Some(ac) = &self.0 else { return 0 };
+        let mut mask = 0u64;
+        for window in windows {
+            for m in ac.find_overlapping_iter(*window) {
+                if is_whole_word(window, m.start(), m.end()) {
+                    mask |= 1 << m.pattern().as_usize();
+                }
+            }
+        }
+        mask
+    }
+
+    fn any_in(&self, window: &str) -> bool {
+        self.mask_in(&[window]) != 0
+    }
+}
+
+fn is_whole_word(haystack: &str, start: usize, end: usize) -> bool {
+    haystack.is_char_boundary(start)
+        && haystack.is_char_boundary(end)
+        && !haystack[..start]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphanumeric)
+        && !haystack[end..]
+            .chars()
+            .next()
+            .is_some_and(char::is_alphanumeric)
 }
 
 #[cfg(test)]
@@ -772,9 +794,10 @@ mod tests {
         let start = t.find("415").unwrap();
         assert_eq!(words_before(t, start, 2).trim(), "my mobile");
         assert_eq!(words_after(t, start + 12, 1).trim(), "today");
-        assert!(contains_word("my mobile", "mobile"));
-        assert!(!contains_word("automobile", "mobile"));
-        assert!(contains_word("d.o.b: ", "d.o.b"));
+        let m = WordMatcher::new(&["mobile".into(), "d.o.b".into(), "date of birth".into()]);
+        assert_eq!(m.mask_in(&["my Mobile"]), 0b001);
+        assert_eq!(m.mask_in(&["automobile"]), 0);
+        assert_eq!(m.mask_in(&["D.O.B: ", "date of birth"]), 0b110);
     }
 
     #[test]

@@ -454,8 +454,9 @@ fn calling_code(d: &[u8]) -> Option<(usize, std::ops::RangeInclusive<usize>)> {
         ("974", 8, 8),
     ];
     CODES.iter().find_map(|&(code, lo, hi)| {
-        let cc: Vec<u8> = code.bytes().map(|b| b - b'0').collect();
-        d.starts_with(&cc).then_some((cc.len(), lo..=hi))
+        let matches =
+            code.len() <= d.len() && code.bytes().zip(d).all(|(c, &digit)| c - b'0' == digit);
+        matches.then_some((code.len(), lo..=hi))
     })
 }
 
@@ -594,10 +595,10 @@ fn tld_known(domain: &str) -> bool {
         "dev", "ai", "xyz", "online", "site", "store", "shop", "tech", "cloud", "email", "mail",
         "live", "name", "mobi", "pro", "tv", "cc", "ly", "gg", "fm", "news", "blog", "page",
     ];
-    let tld = domain.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    let tld = domain.rsplit('.').next().unwrap_or("");
     // Two letters is a country code (uk, de, fr, jp, ...); the rest must be a common generic TLD.
     (tld.len() == 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()))
-        || GENERIC.contains(&tld.as_str())
+        || GENERIC.iter().any(|g| g.eq_ignore_ascii_case(tld))
 }
 
 /// Rebuilds "john dot smith at gmail dot com" as "john.smith@gmail.com".
@@ -617,12 +618,12 @@ pub fn deobfuscate_email(span: &str) -> String {
 }
 
 fn email_obfuscated(span: &str) -> Verdict {
-    let lower = span.to_ascii_lowercase();
-    let spelled = lower.contains("dot")
-        || lower.contains(" at ")
-        || lower.contains("(at)")
-        || lower.contains("[at]")
-        || lower.contains("{at}");
+    let has = |needle: &str| {
+        span.as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    };
+    let spelled = has("dot") || has(" at ") || has("(at)") || has("[at]") || has("{at}");
     if !spelled {
         return Verdict::Invalid("not obfuscated (the plain email recognizer covers it)");
     }
