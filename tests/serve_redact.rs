@@ -94,108 +94,96 @@ fn redacts_one_and_many_and_reports_offsets() {
 #[test]
 fn bad_input_gets_typed_errors() {
     let server = Server::start(&[]);
+    let json = [("content-type", "application/json")];
+    let oversized = format!(r#"{{"text": "{}"}}"#, "a".repeat(300 * 1024));
     // (method, headers, body, status, error kind, field)
     type Case<'a> = (
         &'a str,
-        Vec<(&'a str, &'a str)>,
-        Vec<u8>,
+        &'a [(&'a str, &'a str)],
+        &'a [u8],
         u16,
         &'a str,
         Option<&'a str>,
     );
-    let cases: Vec<Case> = vec![
+    let cases: &[Case] = &[
+        ("POST", &json, b"{\"text\": ", 400, "malformed_json", None),
+        ("POST", &json, b"\xff\xfe\xfd", 400, "invalid_utf8", None),
         (
             "POST",
-            vec![("content-type", "application/json")],
-            b"{\"text\": ".to_vec(),
-            400,
-            "malformed_json",
-            None,
-        ),
-        (
-            "POST",
-            vec![("content-type", "application/json")],
-            b"\xff\xfe\xfd".to_vec(),
-            400,
-            "invalid_utf8",
-            None,
-        ),
-        (
-            "POST",
-            vec![("content-type", "application/json")],
-            br#"{"text": 42}"#.to_vec(),
+            &json,
+            br#"{"text": 42}"#,
             422,
             "invalid_field",
             Some("text"),
         ),
         (
             "POST",
-            vec![("content-type", "application/json")],
-            br#"{"texts": ["a", {"x": 1}]}"#.to_vec(),
+            &json,
+            br#"{"texts": ["a", {"x": 1}]}"#,
             422,
             "invalid_field",
             Some("texts[1]"),
         ),
         (
             "POST",
-            vec![("content-type", "application/json")],
-            br#"{"txt": "a"}"#.to_vec(),
+            &json,
+            br#"{"txt": "a"}"#,
             422,
             "invalid_field",
             Some("txt"),
         ),
         (
             "POST",
-            vec![("content-type", "application/json")],
-            br#"{"text": "a", "score_threshold": 7}"#.to_vec(),
+            &json,
+            br#"{"text": "a", "score_threshold": 7}"#,
             422,
             "invalid_field",
             Some("score_threshold"),
         ),
         (
             "POST",
-            vec![("content-type", "application/json")],
-            br#"{"text": "a", "operators": {"EMAIL_ADDRESS": {"type": "hash"}}}"#.to_vec(),
+            &json,
+            br#"{"text": "a", "operators": {"EMAIL_ADDRESS": {"type": "hash"}}}"#,
             422,
             "invalid_field",
             Some("operators.EMAIL_ADDRESS.type"),
         ),
         (
             "POST",
-            vec![("content-type", "application/json")],
-            br#"{"text": "a", "metadata": {"priority": "asap"}}"#.to_vec(),
+            &json,
+            br#"{"text": "a", "metadata": {"priority": "asap"}}"#,
             422,
             "invalid_field",
             Some("metadata.priority"),
         ),
         (
             "POST",
-            vec![("content-type", "text/plain")],
-            br#"{"text": "a"}"#.to_vec(),
+            &[("content-type", "text/plain")],
+            br#"{"text": "a"}"#,
             415,
             "unsupported_media_type",
             None,
         ),
         (
             "POST",
-            vec![],
-            br#"{"text": "a"}"#.to_vec(),
+            &[],
+            br#"{"text": "a"}"#,
             415,
             "unsupported_media_type",
             None,
         ),
-        ("GET", vec![], vec![], 405, "method_not_allowed", None),
+        ("GET", &[], b"", 405, "method_not_allowed", None),
         (
             "POST",
-            vec![("content-type", "application/json")],
-            format!(r#"{{"text": "{}"}}"#, "a".repeat(300 * 1024)).into_bytes(),
+            &json,
+            oversized.as_bytes(),
             413,
             "payload_too_large",
             None,
         ),
     ];
-    for (method, headers, body, status, kind, field) in cases {
-        let r = server.request(method, "/redact", &headers, &body);
+    for &(method, headers, body, status, kind, field) in cases {
+        let r = server.request(method, "/redact", headers, body);
         let v = r.json();
         let label = format!(
             "{method} {:?} -> {v}",

@@ -29,12 +29,10 @@ use crate::{HostOptions, PreparedComponent};
 
 /// A loaded application, ready to serve.
 pub struct App {
-    name: String,
     router: Router,
     components: Vec<ProxyHandler<ComponentHandler>>,
     /// Bounds live instances below the pooling allocator's slot count.
     admission: Arc<Semaphore>,
-    engine: Engine,
 }
 
 /// Per-component state the request handler instantiates from.
@@ -199,22 +197,12 @@ impl App {
             })
             .context("starting the epoch thread")?;
         Ok(Arc::new(Self {
-            name: manifest.application.name,
             router,
             components,
             admission: Arc::new(Semaphore::new(
                 (options.limits.max_instances as usize / 2).max(1),
             )),
-            engine,
         }))
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     /// Routes (pattern, component id) in match order.

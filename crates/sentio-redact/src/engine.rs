@@ -339,11 +339,6 @@ impl Engine {
         self.recognizers.iter().any(|r| r.entity == entity)
     }
 
-    /// Names of the recognizers, in declaration order.
-    pub fn recognizer_names(&self) -> Vec<&str> {
-        self.recognizers.iter().map(|r| r.name.as_str()).collect()
-    }
-
     /// Finds entities in `text`, resolves overlaps, and returns them sorted by position.
     ///
     /// Overlap strategy (explicit, deterministic): candidates are ranked by score (higher first),

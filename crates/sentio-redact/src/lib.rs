@@ -34,8 +34,6 @@ pub enum RedactError {
     InvalidRecognizer { recognizer: String, reason: String },
     #[error("two recognizers are named `{0}`")]
     DuplicateRecognizer(String),
-    #[error("recognizers could not be parsed: {0}")]
-    BadSpec(String),
     #[error("the hash operator for {entity} needs a hash key, and none is configured")]
     MissingHashKey { entity: String },
     #[error("operator for {entity}: `{field}` {reason}")]
