@@ -301,3 +301,29 @@ fn no_pii_reaches_the_logs() {
         assert!(!logs.contains(value), "log leaked {value}: {logs}");
     }
 }
+
+#[test]
+fn a_stalled_body_is_answered_504_within_the_request_timeout() {
+    use std::io::{Read as _, Write as _};
+    let server = Server::start(&["--request-timeout-secs", "2"]);
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    // Promise 100 bytes, send 12, then go quiet.
+    stream
+        .write_all(b"POST /redact HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"text\": \"ab")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 504"), "{head}");
+    assert!(head.contains(r#""kind":"timeout""#), "{head}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // The host keeps serving.
+    assert_eq!(
+        server.post_json("/redact", r#"{"text": "fine"}"#).status,
+        200
+    );
+}

@@ -24,6 +24,12 @@ pub enum ApiError {
     },
     #[error("no endpoint at {path}")]
     NotFound { path: String },
+    #[error("bad request: {detail}")]
+    BadRequest { detail: String },
+    #[error("no answer within {seconds} s")]
+    Timeout { seconds: u64 },
+    #[error("service unavailable: {detail}")]
+    Unavailable { detail: String },
     #[error("internal error: {detail}")]
     Internal { detail: String },
 }
@@ -32,13 +38,15 @@ impl ApiError {
     /// The one table from error kind to HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            Self::MalformedJson { .. } | Self::InvalidUtf8 { .. } => 400,
+            Self::MalformedJson { .. } | Self::InvalidUtf8 { .. } | Self::BadRequest { .. } => 400,
             Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::PayloadTooLarge { .. } => 413,
             Self::UnsupportedMediaType { .. } => 415,
             Self::InvalidField { .. } => 422,
             Self::Internal { .. } => 500,
+            Self::Unavailable { .. } => 503,
+            Self::Timeout { .. } => 504,
         }
     }
 
@@ -52,6 +60,9 @@ impl ApiError {
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::NotFound { .. } => "not_found",
+            Self::BadRequest { .. } => "bad_request",
+            Self::Timeout { .. } => "timeout",
+            Self::Unavailable { .. } => "unavailable",
             Self::Internal { .. } => "internal",
         }
     }
@@ -129,6 +140,19 @@ mod tests {
                     detail: String::new(),
                 },
                 500,
+            ),
+            (
+                ApiError::BadRequest {
+                    detail: String::new(),
+                },
+                400,
+            ),
+            (ApiError::Timeout { seconds: 1 }, 504),
+            (
+                ApiError::Unavailable {
+                    detail: String::new(),
+                },
+                503,
             ),
         ];
         for (err, status) in cases {

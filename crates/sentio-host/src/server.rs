@@ -11,6 +11,7 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use sentio_core::ApiError;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime::component::{GuestTaskId, ResourceTable};
@@ -33,6 +34,7 @@ pub struct App {
     components: Vec<ProxyHandler<ComponentHandler>>,
     /// Bounds live instances below the pooling allocator's slot count.
     admission: Arc<Semaphore>,
+    request_timeout: Duration,
 }
 
 /// Per-component state the request handler instantiates from.
@@ -152,10 +154,11 @@ impl WorkerExpiration for Deadline {
 
 type ResponseBody = WasiBody;
 
-fn json_response(status: StatusCode, kind: &str, message: &str) -> Response<ResponseBody> {
-    let body = serde_json::json!({"error": {"kind": kind, "message": message}});
-    let mut response = Response::new(full_body(body.to_string()));
-    *response.status_mut() = status;
+/// A host-level error as the same JSON every tier answers, with the status from core's table.
+fn error_response(error: ApiError) -> Response<ResponseBody> {
+    let mut response = Response::new(full_body(error.to_json()));
+    *response.status_mut() =
+        StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
@@ -202,6 +205,7 @@ impl App {
             admission: Arc::new(Semaphore::new(
                 (options.limits.max_instances as usize / 2).max(1),
             )),
+            request_timeout: options.request_timeout,
         }))
     }
 
@@ -278,20 +282,14 @@ impl App {
             return Response::new(full_body("OK"));
         }
         let Some(matched) = self.router.route(&path) else {
-            return json_response(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no route matches this path",
-            );
+            return error_response(ApiError::NotFound { path });
         };
         let handler = &self.components[matched.index];
         let component = &handler.state().component;
         let Ok(_permit) = self.admission.acquire().await else {
-            return json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "host is shutting down",
-            );
+            return error_response(ApiError::Unavailable {
+                detail: "the host is shutting down".into(),
+            });
         };
         let (mut parts, body) = req.into_parts();
         let authority = parts
@@ -309,11 +307,9 @@ impl App {
         match full_url.parse::<Uri>() {
             Ok(uri) => parts.uri = uri,
             Err(_) => {
-                return json_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "invalid Host header",
-                );
+                return error_response(ApiError::BadRequest {
+                    detail: "invalid Host header".into(),
+                });
             }
         }
         // The headers Spin adds for its HTTP trigger.
@@ -345,17 +341,13 @@ impl App {
                     .is_some();
                 tracing::error!(component = %component.id, error = %e, "component failed");
                 if timed_out {
-                    json_response(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "timeout",
-                        "the component did not answer in time",
-                    )
+                    error_response(ApiError::Timeout {
+                        seconds: self.request_timeout.as_secs(),
+                    })
                 } else {
-                    json_response(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "component_failed",
-                        "the component failed; see the host log",
-                    )
+                    error_response(ApiError::Internal {
+                        detail: "the component failed; see the host log".into(),
+                    })
                 }
             }
         };
