@@ -44,6 +44,10 @@ pub fn engine(limits: &InstanceLimits) -> Result<Engine> {
     config.wasm_component_model(true);
     config.wasm_component_model_async(true);
     config.epoch_interruption(true);
+    #[cfg(feature = "profiling")]
+    if std::env::var_os("SENTIO_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let mut pooling = PoolingAllocationConfig::new();
     pooling.total_component_instances(limits.max_instances);
     pooling.total_core_instances(limits.max_instances * 4);

@@ -655,7 +655,7 @@ fn propagate_repeats(text: &str, kept: &mut Vec<Candidate>, known: &[(&str, Cand
         kept.iter().map(|c| (&text[c.start..c.end], *c)).collect();
     let mut added = false;
     for (value, template) in found_here.iter().chain(known) {
-        for (start, _) in text.match_indices(value) {
+        for start in occurrences(text, value) {
             let end = start + value.len();
             let free = kept.iter().all(|k| end <= k.start || start >= k.end);
             if free && on_word_boundaries(text, start, end) {
@@ -672,6 +672,16 @@ fn propagate_repeats(text: &str, kept: &mut Vec<Candidate>, known: &[(&str, Cand
     if added {
         kept.sort_by_key(|c| c.start);
     }
+}
+
+/// Byte offsets where `needle` occurs in `haystack`. A first-byte scan then a compare: the texts
+/// are chat turns and the needles short, where building a two-way searcher per needle (what
+/// `str::match_indices` does) costs more than the search.
+fn occurrences<'a>(haystack: &'a str, needle: &'a str) -> impl Iterator<Item = usize> + 'a {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    let first = n.first().copied();
+    (0..h.len().saturating_sub(n.len().saturating_sub(1)))
+        .filter(move |&i| Some(h[i]) == first && h[i..].starts_with(n))
 }
 
 /// Marks, in an explanation, a finding that repeats a value found elsewhere.
@@ -793,6 +803,15 @@ mod tests {
         assert_eq!(m.mask_in(&["my Mobile"]), 0b001);
         assert_eq!(m.mask_in(&["automobile"]), 0);
         assert_eq!(m.mask_in(&["D.O.B: ", "date of birth"]), 0b110);
+    }
+
+    #[test]
+    fn occurrences_table() {
+        let found = |h: &str, n: &str| occurrences(h, n).collect::<Vec<_>>();
+        assert_eq!(found("a-b-a-b", "a-b"), [0, 4]);
+        assert_eq!(found("é415é415", "415"), [2, 7]);
+        assert_eq!(found("ab", "abc"), Vec::<usize>::new());
+        assert_eq!(found("aaa", "aa"), [0, 1]);
     }
 
     #[test]
