@@ -327,3 +327,57 @@ fn a_stalled_body_is_answered_504_within_the_request_timeout() {
         200
     );
 }
+
+#[test]
+fn random_and_mangled_bodies_never_get_a_5xx() {
+    let server = Server::start(&[]);
+    // Deterministic mangling of valid requests: truncation, byte flips, wrong types, deep nesting,
+    // huge numbers, odd Unicode. Every answer must be a typed 2xx/4xx, never a crash.
+    let seeds = [
+        json!({"text": angry_message()}).to_string(),
+        json!({"texts": ["a", "b 4111 1111 1111 1111"], "operators": {"DEFAULT": {"type": "mask", "keep_last": 2}}}).to_string(),
+        json!({"text": "x", "metadata": {"timestamp": "2026-11-27T09:30:00Z", "attributes": {"k": "v"}}}).to_string(),
+        format!("{}{}{}", "[".repeat(2000), "1", "]".repeat(2000)),
+        json!({"text": "\u{0}\u{200b}\u{feff}😀 ＋４４ ２０ ７９４６ ０９５８", "score_threshold": 1e308}).to_string(),
+    ];
+    let mut state: u64 = 0x5eed;
+    let mut next = |m: usize| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as usize) % m.max(1)
+    };
+    for i in 0..300 {
+        let mut body = seeds[i % seeds.len()].clone().into_bytes();
+        match next(4) {
+            0 => body.truncate(next(body.len())),
+            1 => {
+                for _ in 0..1 + next(8) {
+                    let at = next(body.len());
+                    body[at] = next(256) as u8;
+                }
+            }
+            2 => {
+                let (a, b) = (next(body.len()), next(body.len()));
+                body.splice(a.min(b)..a.max(b), b"\"\\u12".iter().copied());
+            }
+            _ => {}
+        }
+        let r = server.request(
+            "POST",
+            "/redact",
+            &[("content-type", "application/json")],
+            &body,
+        );
+        assert!(
+            matches!(r.status, 200 | 400 | 413 | 415 | 422),
+            "status {} for body {:?}: {}",
+            r.status,
+            String::from_utf8_lossy(&body[..body.len().min(80)]),
+            String::from_utf8_lossy(&r.body)
+        );
+        if r.status != 200 {
+            assert!(r.json()["error"]["kind"].is_string());
+        }
+    }
+}
