@@ -4,14 +4,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use sentio_redact::{
-    AnalyzeOptions, Engine, Operator, OperatorPolicy, Policy, Redaction, RequestScope,
+    DEFAULT_OPERATOR_KEY, Engine, Operator, Policy, PolicyError, PolicySpec, Redaction,
+    RequestScope,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::{ApiError, EdgeConfig, Metadata};
-
-/// The key in `operators` that sets the operator for entity types not listed.
-pub const DEFAULT_OPERATOR_KEY: &str = "DEFAULT";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,76 +93,30 @@ impl RedactRequest {
             (None, Some(ts)) => Texts::Many(ts),
         };
         self.metadata.check("metadata")?;
-        let supported = engine.supported_entities();
-        let check_entity = |field: String, entity: &str| {
-            if supported.iter().any(|s| s == entity) {
-                Ok(())
-            } else {
-                Err(ApiError::invalid(
-                    field,
-                    format!(
-                        "unknown entity type `{}`; supported: {}",
-                        truncate(entity),
-                        supported.join(", ")
-                    ),
-                ))
-            }
-        };
-        if let Some(list) = &self.entities {
-            for (i, e) in list.iter().enumerate() {
-                check_entity(format!("entities[{i}]"), e)?;
-            }
-        }
-        for (i, e) in self.exclude_entities.iter().enumerate() {
-            check_entity(format!("exclude_entities[{i}]"), e)?;
-        }
-        let score_threshold = match self.score_threshold {
-            Some(t) if !(0.0..=1.0).contains(&t) => {
-                return Err(ApiError::invalid(
-                    "score_threshold",
-                    "must be between 0 and 1",
-                ));
-            }
-            Some(t) => t,
-            None => sentio_redact::DEFAULT_SCORE_THRESHOLD,
-        };
-        let mut operators = OperatorPolicy::default();
-        for (entity, op) in self.operators {
-            let field = format!("operators.{entity}");
-            if let Err((param, reason)) = op.check() {
-                return Err(ApiError::invalid(format!("{field}.{param}"), reason));
-            }
-            if matches!(op, Operator::Hash { .. }) && config.hash_key.is_none() {
-                return Err(ApiError::invalid(
-                    format!("{field}.type"),
-                    "the hash operator needs a key: set the `redact_hash_key` variable",
-                ));
-            }
-            if entity == DEFAULT_OPERATOR_KEY {
-                operators.default = op;
-            } else {
-                check_entity(field, &entity)?;
-                operators.per_entity.insert(entity, op);
-            }
-        }
-        let policy = Policy {
-            analyze: AnalyzeOptions {
-                score_threshold,
-                entities: self.entities,
-                exclude_entities: self.exclude_entities,
-            },
-            operators,
+        let mut spec = PolicySpec {
+            score_threshold: self.score_threshold,
+            entities: self.entities,
+            exclude_entities: self.exclude_entities,
+            default_operator: None,
+            operators: Vec::new(),
             hash_key: config.hash_key.clone(),
         };
-        policy
-            .check()
-            .map_err(|e| ApiError::invalid("operators", e.to_string()))?;
+        for (entity, op) in self.operators {
+            if entity == DEFAULT_OPERATOR_KEY {
+                spec.default_operator = Some(op);
+            } else {
+                spec.operators.push((entity, op));
+            }
+        }
+        let policy = engine.policy(spec).map_err(|e| match e {
+            PolicyError::MissingHashKey { field } => ApiError::invalid(
+                field,
+                "the hash operator needs a key: set the `redact_hash_key` variable",
+            ),
+            other => ApiError::invalid(other.field(), other.to_string()),
+        })?;
         Ok((texts, policy, self.metadata))
     }
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
 }
 
 /// Parses, checks and answers one `/redact` body.

@@ -21,7 +21,7 @@ pub use engine::{AnalyzeOptions, DEFAULT_SCORE_THRESHOLD, Detection, Engine, Exp
 pub use operators::{Operator, OperatorPolicy, Pseudonyms};
 pub use spec::{PatternSpec, RecognizerFile, RecognizerSpec};
 
-/// Errors building an engine or checking a policy.
+/// Errors building an engine.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RedactError {
     #[error("recognizer `{recognizer}` pattern `{pattern}` does not compile: {reason}")]
@@ -34,17 +34,10 @@ pub enum RedactError {
     InvalidRecognizer { recognizer: String, reason: String },
     #[error("two recognizers are named `{0}`")]
     DuplicateRecognizer(String),
-    #[error("the hash operator for {entity} needs a hash key, and none is configured")]
-    MissingHashKey { entity: String },
-    #[error("operator for {entity}: `{field}` {reason}")]
-    BadOperator {
-        entity: String,
-        field: &'static str,
-        reason: String,
-    },
 }
 
-/// Everything a redaction call needs besides the text.
+/// Everything a redaction call needs besides the text. Build it with [`Engine::policy`], which
+/// checks it; `Policy::default()` is valid as it is.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub analyze: AnalyzeOptions,
@@ -53,30 +46,109 @@ pub struct Policy {
     pub hash_key: Option<Vec<u8>>,
 }
 
-impl Policy {
-    /// Rejects policies that could not be applied as asked. `entity` in the errors is the entity
-    /// the operator was configured for (`DEFAULT` for the default operator).
-    pub fn check(&self) -> Result<(), RedactError> {
-        let all = std::iter::once(("DEFAULT", &self.operators.default)).chain(
-            self.operators
-                .per_entity
-                .iter()
-                .map(|(e, op)| (e.as_str(), op)),
-        );
-        for (entity, op) in all {
-            op.check()
-                .map_err(|(field, reason)| RedactError::BadOperator {
-                    entity: entity.to_owned(),
+/// A policy as a caller states it, before [`Engine::policy`] checks it.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySpec {
+    pub score_threshold: Option<f32>,
+    pub entities: Option<Vec<String>>,
+    pub exclude_entities: Vec<String>,
+    pub default_operator: Option<Operator>,
+    /// (entity type, operator) pairs.
+    pub operators: Vec<(String, Operator)>,
+    pub hash_key: Option<Vec<u8>>,
+}
+
+/// The name under which the default operator's errors are reported (`operators.DEFAULT.type`).
+pub const DEFAULT_OPERATOR_KEY: &str = "DEFAULT";
+
+/// Why a policy was refused. `field()` names the part in the JSON API's terms: `entities[0]`,
+/// `score_threshold`, `operators.EMAIL_ADDRESS.length`.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum PolicyError {
+    #[error("unknown entity type `{entity}`; supported: {supported}")]
+    UnknownEntity {
+        field: String,
+        entity: String,
+        supported: String,
+    },
+    #[error("must be between 0 and 1")]
+    ThresholdOutOfRange { threshold: f32 },
+    #[error("{reason}")]
+    BadOperator { field: String, reason: String },
+    #[error("the hash operator needs a tenant key, and none is configured")]
+    MissingHashKey { field: String },
+}
+
+impl PolicyError {
+    pub fn field(&self) -> &str {
+        match self {
+            Self::UnknownEntity { field, .. }
+            | Self::BadOperator { field, .. }
+            | Self::MissingHashKey { field } => field,
+            Self::ThresholdOutOfRange { .. } => "score_threshold",
+        }
+    }
+}
+
+impl Engine {
+    /// Checks `spec` against this engine's entity types and builds the policy.
+    pub fn policy(&self, spec: PolicySpec) -> Result<Policy, PolicyError> {
+        let known = |field: String, entity: &str| {
+            if self.supports_entity(entity) {
+                Ok(())
+            } else {
+                Err(PolicyError::UnknownEntity {
                     field,
+                    entity: entity.chars().take(64).collect(),
+                    supported: self.supported_entities().join(", "),
+                })
+            }
+        };
+        for (i, e) in spec.entities.iter().flatten().enumerate() {
+            known(format!("entities[{i}]"), e)?;
+        }
+        for (i, e) in spec.exclude_entities.iter().enumerate() {
+            known(format!("exclude_entities[{i}]"), e)?;
+        }
+        let score_threshold = spec.score_threshold.unwrap_or(DEFAULT_SCORE_THRESHOLD);
+        if !(0.0..=1.0).contains(&score_threshold) {
+            return Err(PolicyError::ThresholdOutOfRange {
+                threshold: score_threshold,
+            });
+        }
+        let mut operators = OperatorPolicy::default();
+        let default = spec
+            .default_operator
+            .map(|op| (DEFAULT_OPERATOR_KEY.to_owned(), op));
+        for (entity, op) in default.into_iter().chain(spec.operators) {
+            let field = format!("operators.{entity}");
+            if let Err((param, reason)) = op.check() {
+                return Err(PolicyError::BadOperator {
+                    field: format!("{field}.{param}"),
                     reason,
-                })?;
-            if matches!(op, Operator::Hash { .. }) && self.hash_key.is_none() {
-                return Err(RedactError::MissingHashKey {
-                    entity: entity.to_owned(),
                 });
             }
+            if matches!(op, Operator::Hash { .. }) && spec.hash_key.is_none() {
+                return Err(PolicyError::MissingHashKey {
+                    field: format!("{field}.type"),
+                });
+            }
+            if entity == DEFAULT_OPERATOR_KEY {
+                operators.default = op;
+            } else {
+                known(field, &entity)?;
+                operators.per_entity.insert(entity, op);
+            }
         }
-        Ok(())
+        Ok(Policy {
+            analyze: AnalyzeOptions {
+                score_threshold,
+                entities: spec.entities,
+                exclude_entities: spec.exclude_entities,
+            },
+            operators,
+            hash_key: spec.hash_key,
+        })
     }
 }
 
@@ -119,8 +191,7 @@ pub struct Redaction {
 }
 
 impl Engine {
-    /// Finds entities in `text` and replaces each as the policy says. Call [`Policy::check`] once
-    /// before; `scope` carries what the earlier texts of the same request or conversation taught.
+    /// Finds entities in `text` and replaces each as the policy says; `scope` carries what the earlier texts of the same request or conversation taught.
     pub fn redact(&self, text: &str, policy: &Policy, scope: &mut RequestScope) -> Redaction {
         let detections = self.analyze_with_known(text, &policy.analyze, &scope.known);
         let pseudonyms = &mut scope.pseudonyms;
@@ -216,6 +287,40 @@ fn spans(text: &str, ranges: impl Iterator<Item = (usize, usize)>) -> Vec<Span> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_errors_name_their_field() {
+        let engine = Engine::builtin().unwrap();
+        let field = |spec: PolicySpec| engine.policy(spec).unwrap_err().field().to_owned();
+        let bad_entities = PolicySpec {
+            entities: Some(vec!["EMAIL_ADDRESS".into(), "NOPE".into()]),
+            ..Default::default()
+        };
+        assert_eq!(field(bad_entities), "entities[1]");
+        let bad_threshold = PolicySpec {
+            score_threshold: Some(1.5),
+            ..Default::default()
+        };
+        assert_eq!(field(bad_threshold), "score_threshold");
+        let hash_without_key = PolicySpec {
+            default_operator: Some(Operator::Hash { length: 16 }),
+            ..Default::default()
+        };
+        assert_eq!(field(hash_without_key), "operators.DEFAULT.type");
+        let short_hash = PolicySpec {
+            operators: vec![("PHONE_NUMBER".into(), Operator::Hash { length: 2 })],
+            hash_key: Some(b"k".to_vec()),
+            ..Default::default()
+        };
+        assert_eq!(field(short_hash), "operators.PHONE_NUMBER.length");
+        let ok = engine
+            .policy(PolicySpec {
+                operators: vec![("PERSON".into(), Operator::Pseudonym)],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(ok.operators.for_entity("PERSON"), &Operator::Pseudonym);
+    }
 
     #[test]
     fn spans_in_three_encodings() {

@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use sentio_redact::{AnalyzeOptions, Engine, Operator, OperatorPolicy, Policy, RequestScope};
+use sentio_redact::{Engine, Operator, Policy, PolicyError, PolicySpec, RequestScope};
 
 mod bindings {
     wit_bindgen::generate!({
@@ -49,45 +49,25 @@ fn operator(op: wit::Operator) -> Operator {
 }
 
 fn policy(engine: &Engine, p: wit::Policy) -> Result<Policy, wit::RedactionError> {
-    let known = |e: &String| {
-        if engine.supports_entity(e) {
-            Ok(())
-        } else {
-            Err(wit::RedactionError::UnknownEntity(e.clone()))
-        }
-    };
-    for e in p.entities.iter().flatten().chain(&p.exclude_entities) {
-        known(e)?;
-    }
-    let threshold = p
-        .score_threshold
-        .unwrap_or(sentio_redact::DEFAULT_SCORE_THRESHOLD);
-    if !(0.0..=1.0).contains(&threshold) {
-        return Err(wit::RedactionError::InvalidThreshold(threshold));
-    }
-    let mut operators = OperatorPolicy::default();
-    if let Some(op) = p.default_operator {
-        operators.default = operator(op);
-    }
-    for eo in p.operators {
-        known(&eo.entity)?;
-        operators
-            .per_entity
-            .insert(eo.entity, operator(eo.operator));
-    }
-    let policy = Policy {
-        analyze: AnalyzeOptions {
-            score_threshold: threshold,
-            entities: p.entities,
-            exclude_entities: p.exclude_entities,
-        },
-        operators,
+    let spec = PolicySpec {
+        score_threshold: p.score_threshold,
+        entities: p.entities,
+        exclude_entities: p.exclude_entities,
+        default_operator: p.default_operator.map(operator),
+        operators: p
+            .operators
+            .into_iter()
+            .map(|eo| (eo.entity, operator(eo.operator)))
+            .collect(),
         hash_key: p.hash_key,
     };
-    policy
-        .check()
-        .map_err(|e| wit::RedactionError::InvalidOperator(e.to_string()))?;
-    Ok(policy)
+    engine.policy(spec).map_err(|e| match e {
+        PolicyError::UnknownEntity { entity, .. } => wit::RedactionError::UnknownEntity(entity),
+        PolicyError::ThresholdOutOfRange { threshold } => {
+            wit::RedactionError::InvalidThreshold(threshold)
+        }
+        other => wit::RedactionError::InvalidOperator(format!("{}: {other}", other.field())),
+    })
 }
 
 fn pair(a: [usize; 2]) -> (u32, u32) {
