@@ -241,6 +241,19 @@ pub fn run(component_path: &Path, seconds: u64) -> Result<()> {
     }
     let in_component_batch = (bytes * rounds) as f64 / start.elapsed().as_secs_f64() / 1e6;
 
+    // The fixed cost of one call into a warm instance: lowering the arguments, lifting the result.
+    let calls = 20_000;
+    let start = Instant::now();
+    for _ in 0..calls {
+        std::hint::black_box(instance.redact("", &wit_policy)??);
+    }
+    let call_us = start.elapsed().as_secs_f64() * 1e6 / calls as f64;
+    let start = Instant::now();
+    for _ in 0..calls {
+        std::hint::black_box(engine.redact("", &policy, &mut RequestScope::default()));
+    }
+    let native_call_us = start.elapsed().as_secs_f64() * 1e6 / calls as f64;
+
     // Host overhead: what a fresh instance per request costs the host, as Spin runs it.
     let iterations = 2000;
     let mut instantiate = Vec::with_capacity(iterations);
@@ -279,6 +292,10 @@ pub fn run(component_path: &Path, seconds: u64) -> Result<()> {
     println!(
         "| component redact_batch (64 texts/call), all turns, MB/s | {in_component_batch:.1} | {:.2}x slower |",
         native / in_component_batch
+    );
+    println!(
+        "| redact of an empty text, warm instance, us per call | {call_us:.2} | {:.2} us native |",
+        native_call_us
     );
     println!("| host: new store + instantiate, p50 / p99 ms | {inst_p50:.3} / {inst_p99:.3} | |");
     println!(
