@@ -1,5 +1,7 @@
 //! The analyzer: runs recognizers over a text and resolves their findings into one set of spans.
 
+use std::collections::BTreeMap;
+
 use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::Serialize;
@@ -142,6 +144,8 @@ struct Recognizer {
 pub struct Engine {
     recognizers: Vec<Recognizer>,
     prefilters: Vec<Prefilter>,
+    /// The file's `<<NAME>>` regex macros, kept for recognizers added later.
+    macros: BTreeMap<String, String>,
 }
 
 /// The patterns of a group of recognizers in one automaton: a text with no candidate at all (most
@@ -155,9 +159,9 @@ struct Prefilter {
     pattern_owner: Vec<(usize, usize)>,
 }
 
-fn expand_macros(regex: &str, file: &RecognizerFile) -> String {
+fn expand_macros(regex: &str, macros: &BTreeMap<String, String>) -> String {
     let mut out = regex.to_owned();
-    for (name, body) in &file.macros {
+    for (name, body) in macros {
         out = out.replace(&format!("<<{name}>>"), body);
     }
     out
@@ -175,39 +179,29 @@ fn deny_list_regex(words: &[String]) -> String {
 impl Engine {
     /// The built-in recognizers only.
     pub fn builtin() -> Result<Self, RedactError> {
-        Self::from_file(&RecognizerFile::builtin(), &[])
+        Self::from_file(&RecognizerFile::builtin())
     }
 
-    /// The built-in recognizers plus a team's own (deny-lists, custom patterns).
-    pub fn with_custom(custom: &[RecognizerSpec]) -> Result<Self, RedactError> {
-        Self::from_file(&RecognizerFile::builtin(), custom)
-    }
-
-    /// Compiles `file`'s recognizers followed by `extra` ones (same macro table).
-    pub fn from_file(file: &RecognizerFile, extra: &[RecognizerSpec]) -> Result<Self, RedactError> {
+    /// Compiles a recognizer file.
+    pub fn from_file(file: &RecognizerFile) -> Result<Self, RedactError> {
         let mut engine = Self {
             recognizers: Vec::new(),
             prefilters: Vec::new(),
+            macros: file.macros.clone(),
         };
-        engine.add_group(&file.recognizers, file)?;
-        if !extra.is_empty() {
-            engine.add_group(extra, file)?;
-        }
+        engine.add_group(&file.recognizers)?;
         Ok(engine)
     }
 
-    /// This engine plus `extra` recognizers; only the extra ones are compiled.
+    /// This engine plus `extra` recognizers (a team's deny-lists and patterns, with the same
+    /// macros); only the extra ones are compiled.
     pub fn extend(&self, extra: &[RecognizerSpec]) -> Result<Self, RedactError> {
         let mut engine = self.clone();
-        engine.add_group(extra, &RecognizerFile::builtin())?;
+        engine.add_group(extra)?;
         Ok(engine)
     }
 
-    fn add_group(
-        &mut self,
-        specs: &[RecognizerSpec],
-        file: &RecognizerFile,
-    ) -> Result<(), RedactError> {
+    fn add_group(&mut self, specs: &[RecognizerSpec]) -> Result<(), RedactError> {
         let mut sources = Vec::new();
         let mut pattern_owner = Vec::new();
         let mut names: std::collections::BTreeSet<String> =
@@ -231,7 +225,13 @@ impl Engine {
             let mut pattern_specs: Vec<(String, String, f32)> = spec
                 .patterns
                 .iter()
-                .map(|p| (p.name.clone(), expand_macros(&p.regex, file), p.score))
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        expand_macros(&p.regex, &self.macros),
+                        p.score,
+                    )
+                })
                 .collect();
             if !spec.deny_list.is_empty() {
                 pattern_specs.push((

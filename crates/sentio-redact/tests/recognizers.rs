@@ -275,7 +275,8 @@ fn custom_recognizers_from_config() {
         "#,
     )
     .unwrap();
-    let engine = Engine::with_custom(&custom.recognizers).unwrap();
+    let builtin = Engine::builtin().unwrap();
+    let engine = builtin.extend(&custom.recognizers).unwrap();
     let got = found(
         &engine,
         "is project falcon live? employee EMP-123456 asked, not EMP-654321x",
@@ -287,6 +288,6 @@ fn custom_recognizers_from_config() {
             ("EMPLOYEE_ID".to_string(), "EMP-123456".to_string()),
         ]
     );
-    let dup = Engine::with_custom(&[custom.recognizers[0].clone(), custom.recognizers[0].clone()]);
+    let dup = builtin.extend(&[custom.recognizers[0].clone(), custom.recognizers[0].clone()]);
     assert!(dup.is_err());
 }
