@@ -15,9 +15,9 @@ ensure_toolchain() {
 # components that spin.toml serves.
 build_system() {
   cargo build --release --locked -p sentio-cli
-  cargo build --profile component --locked --target wasm32-wasip2 -p edge-redact -p redactor
+  cargo build --profile component --locked --target wasm32-wasip2 -p edge-redact -p edge-classify -p redactor
   local dir=target/wasm32-wasip2/component
-  for c in edge_redact redactor; do
+  for c in edge_redact edge_classify redactor; do
     ./target/release/sentio preinit "$dir/$c.wasm" "$dir/$c.preinit.wasm"
   done
 }

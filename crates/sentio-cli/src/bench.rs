@@ -107,29 +107,72 @@ fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
     (at(0.50), at(0.99))
 }
 
-/// Sends `requests` POSTs of `body` over one keep-alive connection; returns each latency.
-fn http_latencies(
+/// `sentio serve` in this process (the real host, `spin.toml`, fresh instance per request) and one
+/// keep-alive client connection to it.
+pub struct LocalServer {
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    reader: std::io::BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
     addr: std::net::SocketAddr,
-    body: &str,
-    requests: usize,
-) -> Result<Vec<Duration>> {
-    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-    let stream = std::net::TcpStream::connect(addr)?;
-    stream.set_nodelay(true)?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
-    let request = format!(
-        "POST /redact HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut latencies = Vec::with_capacity(requests);
-    for _ in 0..requests {
-        let start = Instant::now();
-        writer.write_all(request.as_bytes())?;
+}
+
+impl LocalServer {
+    pub fn start(manifest: &Path) -> Result<Self> {
+        let options = sentio_host::HostOptions::new(manifest);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let (addr, stop) = runtime.block_on(async {
+            let app = sentio_host::App::load(&options)?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(app.serve(listener, async {
+                let _ = stopped.await;
+            }));
+            anyhow::Ok((addr, stop))
+        })?;
+        let stream = std::net::TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            runtime: Some(runtime),
+            stop: Some(stop),
+            reader: std::io::BufReader::new(stream.try_clone()?),
+            writer: stream,
+            addr,
+        })
+    }
+
+    /// POSTs JSON and returns the 200 response's body.
+    pub fn post(&mut self, path: &str, body: &str) -> Result<Vec<u8>> {
+        self.exchange("POST", path, body, 200)
+    }
+
+    pub fn request_status(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &str,
+        status: u16,
+    ) -> Result<Vec<u8>> {
+        self.exchange(method, path, body, status)
+    }
+
+    fn exchange(&mut self, method: &str, path: &str, body: &str, status: u16) -> Result<Vec<u8>> {
+        use std::io::{BufRead as _, Read as _, Write as _};
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        self.writer.write_all(request.as_bytes())?;
+        let reader = &mut self.reader;
         let mut line = String::new();
         reader.read_line(&mut line)?;
         anyhow::ensure!(
-            line.starts_with("HTTP/1.1 200"),
+            line.starts_with(&format!("HTTP/1.1 {status}")),
             "unexpected response: {line}"
         );
         let (mut chunked, mut length) = (false, 0usize);
@@ -145,6 +188,7 @@ fn http_latencies(
                 length = v.trim().parse()?;
             }
         }
+        let mut body = Vec::new();
         if chunked {
             loop {
                 line.clear();
@@ -155,38 +199,40 @@ fn http_latencies(
                 if size == 0 {
                     break;
                 }
+                body.extend_from_slice(&chunk[..size]);
             }
         } else {
-            let mut rest = vec![0u8; length];
-            reader.read_exact(&mut rest)?;
+            body.resize(length, 0);
+            reader.read_exact(&mut body)?;
         }
-        latencies.push(start.elapsed());
+        Ok(body)
     }
-    Ok(latencies)
 }
 
-/// `/redact` through the real host (`spin.toml`, fresh instance per request), one client.
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+/// `/redact` through the real host, one client: p50 and p99 ms.
 fn serve_latency(manifest: &Path, requests: usize) -> Result<(f64, f64)> {
-    let options = sentio_host::HostOptions::new(manifest);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let (addr, stop) = runtime.block_on(async {
-        let app = sentio_host::App::load(&options)?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.serve(listener, async {
-            let _ = stopped.await;
-        }));
-        anyhow::Ok((addr, stop))
-    })?;
+    let mut server = LocalServer::start(manifest)?;
     let body = r#"{"text": "Hi, my name is Maria Gonzalez. The app crashed again, call me on +44 20 7946 0958!"}"#;
-    http_latencies(addr, body, 50)?; // warm-up
-    let latencies = http_latencies(addr, body, requests)?;
-    let _ = stop.send(());
-    runtime.shutdown_timeout(Duration::from_secs(1));
+    for _ in 0..50 {
+        server.post("/redact", body)?; // warm-up
+    }
+    let mut latencies = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let start = Instant::now();
+        server.post("/redact", body)?;
+        latencies.push(start.elapsed());
+    }
     Ok(percentiles(latencies))
 }
 

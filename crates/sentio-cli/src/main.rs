@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_classify;
 
 #[derive(Parser)]
 #[command(
@@ -93,6 +94,19 @@ enum BenchTarget {
         #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
+    /// Sentiment latency for 16/32/64/128-token inputs: native tract, inside the component via
+    /// `sentio serve`, onnxruntime (Python, when models/.work/venv or SENTIO_BENCH_PYTHON has it).
+    Classify {
+        /// Model folder (model.onnx, tokenizer.json, config.json).
+        #[arg(long, default_value = "models/sentiment-student")]
+        model: PathBuf,
+        /// More ONNX files to time natively on the same inputs (e.g. the fp32 export).
+        #[arg(long)]
+        compare: Vec<PathBuf>,
+        /// Minimum seconds per cell.
+        #[arg(long, default_value_t = 2)]
+        seconds: u64,
+    },
 }
 
 fn parse_variable(s: &str) -> Result<(String, String), String> {
@@ -135,6 +149,14 @@ fn main() -> Result<()> {
         Command::Bench {
             what: BenchTarget::Redact { component, seconds },
         } => bench::run(&component, seconds),
+        Command::Bench {
+            what:
+                BenchTarget::Classify {
+                    model,
+                    compare,
+                    seconds,
+                },
+        } => bench_classify::run(&model, &compare, seconds),
         Command::Preinit { input, output } => {
             let wasm =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;

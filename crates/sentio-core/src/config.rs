@@ -7,6 +7,10 @@ use sentio_redact::{RecognizerFile, RecognizerSpec};
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 /// Default most texts in one `texts[]` batch.
 pub const DEFAULT_MAX_BATCH_TEXTS: usize = 256;
+/// Default most texts in one `/classify-sentiment` batch.
+pub const DEFAULT_MAX_CLASSIFY_TEXTS: usize = 64;
+/// Default most sentence-level results per text.
+pub const DEFAULT_MAX_SENTENCES: usize = 32;
 /// Shortest accepted hash key.
 pub const MIN_HASH_KEY_BYTES: usize = 16;
 
@@ -29,6 +33,51 @@ pub struct EdgeConfig {
     /// `redact_custom_recognizers`: extra recognizers in the TOML shape of
     /// `crates/sentio-redact/data/recognizers.toml`.
     pub custom_recognizers: Vec<RecognizerSpec>,
+    /// `max_classify_texts`: most texts in one `/classify-sentiment` batch.
+    pub max_classify_texts: usize,
+    /// `max_sentences`: most sentence-level results per text.
+    pub max_sentences: usize,
+    /// `escalation_negative_threshold`, `escalation_drop_threshold`, `escalation_window`.
+    pub escalation: EscalationThresholds,
+}
+
+/// When `/analyze-conversation` and `/stream-sentiment` raise the escalation signal. Polarity is
+/// `positive - negative` in [-1, 1].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationThresholds {
+    /// Escalate when the mean polarity of the customer's last `window` turns is at or below this.
+    pub negative: f32,
+    /// Escalate when that mean fell by at least this much against the `window` turns before.
+    pub drop: f32,
+    /// Customer turns per window.
+    pub window: usize,
+}
+
+impl Default for EscalationThresholds {
+    fn default() -> Self {
+        Self {
+            negative: -0.5,
+            drop: 0.8,
+            window: 3,
+        }
+    }
+}
+
+impl EscalationThresholds {
+    /// Range checks, naming the field under `prefix` (a request's `escalation` or a variable).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(-1.0..=1.0).contains(&self.negative) {
+            return Err(("negative", "must be between -1 and 1".into()));
+        }
+        if !(0.0..=2.0).contains(&self.drop) || self.drop == 0.0 {
+            return Err(("drop", "must be above 0 and at most 2".into()));
+        }
+        if !(1..=50).contains(&self.window) {
+            return Err(("window", "must be between 1 and 50".into()));
+        }
+        Ok(())
+    }
 }
 
 impl Default for EdgeConfig {
@@ -38,6 +87,9 @@ impl Default for EdgeConfig {
             max_batch_texts: DEFAULT_MAX_BATCH_TEXTS,
             hash_key: None,
             custom_recognizers: Vec::new(),
+            max_classify_texts: DEFAULT_MAX_CLASSIFY_TEXTS,
+            max_sentences: DEFAULT_MAX_SENTENCES,
+            escalation: EscalationThresholds::default(),
         }
     }
 }
@@ -68,6 +120,11 @@ impl EdgeConfig {
         "max_batch_texts",
         "redact_hash_key",
         "redact_custom_recognizers",
+        "max_classify_texts",
+        "max_sentences",
+        "escalation_negative_threshold",
+        "escalation_drop_threshold",
+        "escalation_window",
     ];
 
     /// Reads the variables through `get`; an absent or empty variable takes its default.
@@ -96,6 +153,40 @@ impl EdgeConfig {
             })?;
             config.custom_recognizers = file.recognizers;
         }
+        if let Some(v) = get("max_classify_texts") {
+            config.max_classify_texts = parse_usize("max_classify_texts", &v, 1, 1024)?;
+        }
+        if let Some(v) = get("max_sentences") {
+            config.max_sentences = parse_usize("max_sentences", &v, 0, 1024)?;
+        }
+        if let Some(v) = get("escalation_window") {
+            config.escalation.window = parse_usize("escalation_window", &v, 1, 50)?;
+        }
+        for (name, slot) in [
+            (
+                "escalation_negative_threshold",
+                &mut config.escalation.negative,
+            ),
+            ("escalation_drop_threshold", &mut config.escalation.drop),
+        ] {
+            if let Some(v) = get(name) {
+                *slot = v.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name,
+                    reason: "not a number".into(),
+                })?;
+            }
+        }
+        config
+            .escalation
+            .check()
+            .map_err(|(field, reason)| ConfigError::Invalid {
+                name: match field {
+                    "negative" => "escalation_negative_threshold",
+                    "drop" => "escalation_drop_threshold",
+                    _ => "escalation_window",
+                },
+                reason,
+            })?;
         Ok(config)
     }
 }

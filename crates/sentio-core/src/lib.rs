@@ -8,7 +8,8 @@ pub mod error;
 pub mod http;
 pub mod metadata;
 pub mod redact_api;
+pub mod sentiment_api;
 
-pub use config::{ConfigError, EdgeConfig};
+pub use config::{ConfigError, EdgeConfig, EscalationThresholds};
 pub use error::ApiError;
 pub use metadata::{Metadata, Priority};

@@ -247,8 +247,8 @@ impl Engine {
     }
 }
 
-/// Converts sorted, non-overlapping byte ranges of `text` into [`Span`]s in one pass.
-fn spans(text: &str, ranges: impl Iterator<Item = (usize, usize)>) -> Vec<Span> {
+/// Converts byte ranges of `text` (on char boundaries) into [`Span`]s in one pass over the text.
+pub fn spans(text: &str, ranges: impl Iterator<Item = (usize, usize)>) -> Vec<Span> {
     let ranges: Vec<(usize, usize)> = ranges.collect();
     let mut points: Vec<usize> = ranges.iter().flat_map(|&(s, e)| [s, e]).collect();
     points.sort_unstable();

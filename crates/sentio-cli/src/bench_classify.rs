@@ -1,0 +1,250 @@
+//! `sentio bench classify`: the edge student natively (tract), inside the component through
+//! `sentio serve` (fresh instance per request), and in onnxruntime (Python) on the same model and
+//! token inputs; per-request host overhead. One thread everywhere; ratios from the same run.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use sentio_model::{
+    Backend, Classifier, ClassifyOptions, ModelConfig, TokenBatch, TractBackend, TractPipeline,
+    WordPiece,
+};
+
+/// Chat text the inputs are cut from (content tokens are taken from its start).
+const SOURCE_TEXT: &str = "I have been waiting for my refund for three weeks now and every time I call your support line \
+    I get sent to a different department, nobody reads my previous messages, the app still shows my order as \
+    processing even though the courier says it was returned to your warehouse on Monday, and honestly I am \
+    running out of patience because this is the third time this year that something like this has happened \
+    with an order of mine, so please tell me today when exactly the money will be back on my card, otherwise \
+    I will cancel my membership, leave a review everywhere and ask my bank to charge the payment back.";
+
+/// Input sizes in tokens, special tokens included: what the issue's targets are stated for.
+const LENGTHS: [usize; 4] = [16, 32, 64, 128];
+
+struct Stats {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+}
+
+fn stats(mut ms: Vec<f64>) -> Stats {
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
+    Stats {
+        p50: at(0.5),
+        p95: at(0.95),
+        p99: at(0.99),
+    }
+}
+
+/// Runs `f` for at least `min` (and 20 times), returning milliseconds per call.
+fn sample(min: Duration, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    for _ in 0..3 {
+        f()?;
+    }
+    let start = Instant::now();
+    let mut ms = Vec::new();
+    while start.elapsed() < min || ms.len() < 20 {
+        let t = Instant::now();
+        f()?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(ms)
+}
+
+/// A text of exactly `tokens` model tokens ([CLS] and [SEP] included) cut from `SOURCE_TEXT`.
+fn text_of_length(tokenizer: &WordPiece, tokens: usize) -> Result<String> {
+    let mut text = String::new();
+    for word in SOURCE_TEXT.split_whitespace() {
+        let candidate = if text.is_empty() {
+            word.to_owned()
+        } else {
+            format!("{text} {word}")
+        };
+        if tokenizer.token_ids(&candidate)?.len() + 2 > tokens {
+            break;
+        }
+        text = candidate;
+    }
+    let got = tokenizer.token_ids(&text)?.len() + 2;
+    // Word boundaries can land a token short; pad with "!" (one token each) to the exact size.
+    Ok(format!("{text}{}", "!".repeat(tokens.saturating_sub(got))))
+}
+
+/// onnxruntime from Python on the same model and token ids, one thread. `None` when no Python
+/// with onnxruntime is found (set SENTIO_BENCH_PYTHON, or build models/.work/venv).
+fn onnxruntime_python(model: &Path, inputs: &[Vec<u32>], seconds: u64) -> Result<Option<Vec<f64>>> {
+    let python = std::env::var_os("SENTIO_BENCH_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("models/.work/venv/bin/python")).filter(|p| p.exists()));
+    let Some(python) = python else {
+        return Ok(None);
+    };
+    let mut child = Command::new(&python)
+        .arg("models/scripts/bench_ort.py")
+        .arg(model)
+        .arg(seconds.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", python.display()))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(&serde_json::to_vec(inputs)?)?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("bench_ort.py failed ({})", out.status);
+    }
+    Ok(Some(
+        serde_json::from_slice(&out.stdout).context("bench_ort.py output")?,
+    ))
+}
+
+fn load_pipeline(dir: &Path) -> Result<TractPipeline> {
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).with_context(|| format!("reading {}/{name}", dir.display()))
+    };
+    Ok(TractPipeline::load(
+        &read("model.onnx")?,
+        &read("tokenizer.json")?,
+        &read("config.json")?,
+    )?)
+}
+
+pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
+    let min = Duration::from_secs(seconds);
+    let pipeline = load_pipeline(model_dir)?;
+    let config = ModelConfig::from_json(&std::fs::read(model_dir.join("config.json"))?)?;
+    let tokenizer =
+        WordPiece::from_json(&std::fs::read(model_dir.join("tokenizer.json"))?, &config)?;
+    let options = ClassifyOptions {
+        sentences: false,
+        max_sentences: 0,
+    };
+    let texts: Vec<String> = LENGTHS
+        .iter()
+        .map(|&n| text_of_length(&tokenizer, n))
+        .collect::<Result<_>>()?;
+    let inputs: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| Ok(tokenizer.chunks(&tokenizer.token_ids(t)?)[0].ids.clone()))
+        .collect::<Result<_>>()?;
+    for (ids, &n) in inputs.iter().zip(&LENGTHS) {
+        anyhow::ensure!(ids.len() == n, "input of {} tokens, wanted {n}", ids.len());
+    }
+
+    // Native tract: the whole pipeline (tokenize + infer + calibrate), as the component runs it.
+    let mut native = Vec::new();
+    for text in &texts {
+        native.push(stats(sample(min, || {
+            std::hint::black_box(pipeline.classify(&[text.as_str()], &options)?);
+            Ok(())
+        })?));
+    }
+
+    // Other ONNX files on the same inputs (e.g. the fp32 export next to the shipped int8).
+    let mut compared = Vec::new();
+    for path in compare {
+        let backend = TractBackend::load(
+            &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            3,
+        )?;
+        let mut row = Vec::new();
+        for ids in &inputs {
+            let batch = TokenBatch::pad(&[ids.as_slice()], tokenizer.pad_id());
+            row.push(stats(sample(min, || {
+                std::hint::black_box(backend.logits(&batch)?);
+                Ok(())
+            })?));
+        }
+        compared.push((path.clone(), row));
+    }
+
+    let ort = onnxruntime_python(&model_dir.join("model.onnx"), &inputs, seconds)?;
+
+    // Through the real host: component time from the response's own timing, and end to end.
+    let mut server = crate::bench::LocalServer::start(Path::new("spin.toml"))?;
+    let mut in_component = Vec::new();
+    let mut end_to_end = Vec::new();
+    for text in &texts {
+        let body = serde_json::json!({"text": text, "sentences": false}).to_string();
+        let mut inside = Vec::new();
+        let outside = sample(min, || {
+            let response = server.post("/classify-sentiment", &body)?;
+            let v: serde_json::Value = serde_json::from_slice(&response)?;
+            inside.push(
+                v["timing"]["classify_ms"]
+                    .as_f64()
+                    .context("timing.classify_ms")?,
+            );
+            Ok(())
+        })?;
+        in_component.push(stats(inside));
+        end_to_end.push(stats(outside));
+    }
+    // The cheapest request the component answers (405): instantiation + host round trip.
+    let overhead = stats(sample(min, || {
+        server.request_status("GET", "/classify-sentiment", "", 405)?;
+        Ok(())
+    })?);
+    let redact_only = stats(sample(min, || {
+        server.post("/redact", r#"{"text": "ok"}"#)?;
+        Ok(())
+    })?);
+    drop(server);
+
+    let info = pipeline.model();
+    println!(
+        "Sentiment benchmark: {} {} ({}, {}), one thread, batch 1, {seconds} s per cell",
+        info.id, info.version, info.precision, info.sha256
+    );
+    println!();
+    println!(
+        "| tokens | native tract p50 / p95 / p99 ms | in component (classify_ms) p50 | component / native | onnxruntime (Python) p50 | native tract / onnxruntime | HTTP end to end p50 / p99 ms |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, &n) in LENGTHS.iter().enumerate() {
+        let (nat, comp, e2e) = (&native[i], &in_component[i], &end_to_end[i]);
+        let (ort_cell, ratio_cell) = match &ort {
+            Some(o) => (format!("{:.2}", o[i]), format!("{:.2}x", nat.p50 / o[i])),
+            None => ("not measured".into(), "-".into()),
+        };
+        println!(
+            "| {n} | {:.2} / {:.2} / {:.2} | {:.2} | {:.2}x | {ort_cell} | {ratio_cell} | {:.2} / {:.2} |",
+            nat.p50,
+            nat.p95,
+            nat.p99,
+            comp.p50,
+            comp.p50 / nat.p50,
+            e2e.p50,
+            e2e.p99
+        );
+    }
+    for (path, row) in &compared {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&native)
+            .map(|(s, nat)| format!("{:.2} ms ({:.2}x of shipped)", s.p50, s.p50 / nat.p50))
+            .collect();
+        println!(
+            "\nnative tract, {} (model only), p50 for {LENGTHS:?} tokens: {}",
+            path.display(),
+            cells.join(", ")
+        );
+    }
+    println!(
+        "\nper-request host overhead, GET /classify-sentiment answered 405 by a fresh instance: p50 {:.3} ms, p99 {:.3} ms",
+        overhead.p50, overhead.p99
+    );
+    println!(
+        "for comparison, POST /redact {{\"text\": \"ok\"}} (smaller component): p50 {:.3} ms, p99 {:.3} ms",
+        redact_only.p50, redact_only.p99
+    );
+    Ok(())
+}

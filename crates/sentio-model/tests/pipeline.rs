@@ -1,0 +1,76 @@
+//! The pipeline on the committed student model: chunking, sentences, empty input, batching.
+
+use std::path::PathBuf;
+
+use sentio_model::{Classifier, ClassifyOptions, Label, TractPipeline};
+
+fn student() -> TractPipeline {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/sentiment-student");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    TractPipeline::load(
+        &read("model.onnx"),
+        &read("tokenizer.json"),
+        &read("config.json"),
+    )
+    .unwrap()
+}
+
+fn sum(s: &sentio_model::Scores) -> f32 {
+    s.negative + s.neutral + s.positive
+}
+
+#[test]
+fn results_are_calibrated_ordered_and_independent_of_batching() {
+    let model = student();
+    let texts = [
+        "Thank you, this was wonderful help!",
+        "This is the worst experience I have ever had.",
+        "",
+        "What time do you open tomorrow?",
+    ];
+    let options = ClassifyOptions::default();
+    let batch = model.classify(&texts, &options).unwrap();
+    assert_eq!(batch.len(), 4);
+    assert_eq!(batch[0].label, Label::Positive);
+    assert_eq!(batch[1].label, Label::Negative);
+    assert_eq!(
+        (batch[2].label, batch[2].tokens, batch[2].chunks),
+        (Label::Neutral, 0, 0)
+    );
+    for (text, result) in texts.iter().zip(&batch) {
+        assert!((sum(&result.scores) - 1.0).abs() < 1e-4);
+        assert_eq!(result.confidence, result.scores.confidence());
+        // The same text alone gets the same answer as inside a batch.
+        let alone = model.classify(&[text], &options).unwrap().remove(0);
+        let diff = (alone.scores.negative - result.scores.negative).abs()
+            + (alone.scores.positive - result.scores.positive).abs();
+        assert!(diff < 1e-4, "{text:?}: {alone:?} vs {result:?}");
+    }
+}
+
+#[test]
+fn long_texts_are_chunked_and_sentences_capped() {
+    let model = student();
+    let config = model.config().clone();
+    let text = "The flight was delayed for hours and the staff were rude to everyone. ".repeat(40);
+    let options = ClassifyOptions {
+        sentences: true,
+        max_sentences: 5,
+    };
+    let result = model.classify(&[&text], &options).unwrap().remove(0);
+    let window = config.max_tokens - 2 - config.chunk_overlap;
+    assert!(result.tokens > config.max_tokens);
+    assert_eq!(
+        result.chunks,
+        (result.tokens - config.chunk_overlap).div_ceil(window)
+    );
+    assert_eq!(result.sentences.len(), 5);
+    assert!(result.sentences_truncated);
+    assert_eq!(result.label, Label::Negative);
+    for s in &result.sentences {
+        assert_eq!(
+            &text[s.range.clone()],
+            "The flight was delayed for hours and the staff were rude to everyone."
+        );
+    }
+}

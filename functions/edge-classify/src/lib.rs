@@ -1,0 +1,318 @@
+//! The edge's sentiment endpoints as one Spin HTTP component:
+//! `POST /classify-sentiment`, `POST /analyze-conversation`, `POST /stream-sentiment`.
+//!
+//! The student model and tokenizer are compiled into the component. Loading them (parsing
+//! `tokenizer.json`, tract's optimization passes) takes tens of milliseconds, so `sentio preinit`
+//! runs the `sentio-preinit` export once and snapshots the instance (Wizer): every request then
+//! starts from memory where both are ready. The snapshot also freezes the hash seeds of the
+//! tokenizer's and tract's tables; that is acceptable because those tables are built from the model
+//! files only, never from request data, so their seeds protect nothing (see README).
+
+use std::sync::OnceLock;
+
+use futures::SinkExt as _;
+use http_body_util::BodyExt as _;
+use sentio_core::sentiment_api::{self, LineBuffer, SentimentStream};
+use sentio_core::{ApiError, EdgeConfig};
+use sentio_model::{Classifier, ClassifyOptions, TractPipeline};
+use sentio_redact::Engine;
+use spin_sdk::http::{IntoResponse, Method, Request, StatusCode};
+use spin_sdk::http_service;
+
+type Reply = http::Response<spin_sdk::http::BoxBody>;
+
+// The `sentio-preinit` export (WIT world `sentio:edge/preinit`). wit-bindgen's generated ABI glue
+// needs `unsafe`; nothing written by hand here does.
+#[allow(unsafe_code)]
+mod preinit {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "sentio:edge/preinit",
+        pub_export_macro: true,
+        export_macro_name: "export_preinit",
+    });
+}
+
+struct Preinit;
+
+impl preinit::Guest for Preinit {
+    /// Loads the model and the recognizers and runs one classification, so the snapshot holds
+    /// everything warmed: allocations made, automata built, lazy tables filled.
+    fn sentio_preinit() {
+        if let (Ok(engine), Ok(model)) = (builtin_engine(), student()) {
+            engine.warm_up();
+            let _ = model.classify(
+                &["Warm-up: the parcel arrived late. Thanks anyway!"],
+                &ClassifyOptions::default(),
+            );
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+mod preinit_export {
+    use super::Preinit;
+    crate::preinit::export_preinit!(Preinit with_types_in crate::preinit);
+}
+
+const MODEL_ONNX: &[u8] = include_bytes!("../../../models/sentiment-student/model.onnx");
+const MODEL_TOKENIZER: &[u8] = include_bytes!("../../../models/sentiment-student/tokenizer.json");
+const MODEL_CONFIG: &[u8] = include_bytes!("../../../models/sentiment-student/config.json");
+
+static STUDENT: OnceLock<Result<TractPipeline, String>> = OnceLock::new();
+static BUILTIN_ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+
+fn student() -> Result<&'static TractPipeline, ApiError> {
+    STUDENT
+        .get_or_init(|| {
+            TractPipeline::load(MODEL_ONNX, MODEL_TOKENIZER, MODEL_CONFIG)
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| ApiError::Internal { detail: e.clone() })
+}
+
+fn builtin_engine() -> Result<&'static Engine, ApiError> {
+    BUILTIN_ENGINE
+        .get_or_init(|| Engine::builtin().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| ApiError::Internal { detail: e.clone() })
+}
+
+/// The built-in recognizers, or a copy extended with the team's own (`redact_custom_recognizers`).
+fn engine_for(config: &EdgeConfig) -> Result<std::borrow::Cow<'static, Engine>, ApiError> {
+    let builtin = builtin_engine()?;
+    if config.custom_recognizers.is_empty() {
+        return Ok(std::borrow::Cow::Borrowed(builtin));
+    }
+    builtin
+        .extend(&config.custom_recognizers)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| ApiError::Internal {
+            detail: e.to_string(),
+        })
+}
+
+async fn load_config() -> Result<EdgeConfig, ApiError> {
+    let mut values = Vec::new();
+    for &name in EdgeConfig::VARIABLES {
+        match spin_sdk::variables::get(name).await {
+            Ok(v) => values.push((name, v)),
+            Err(spin_sdk::variables::Error::Undefined(_)) => {}
+            Err(e) => {
+                return Err(ApiError::Internal {
+                    detail: format!("reading variable `{name}`: {e:?}"),
+                });
+            }
+        }
+    }
+    EdgeConfig::from_lookup(|k| values.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+        .map_err(|e| ApiError::Internal {
+            detail: e.to_string(),
+        })
+}
+
+async fn read_body(req: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let too_large = ApiError::PayloadTooLarge { limit_bytes: limit };
+    if declared_length(&req).is_some_and(|n| n > limit) {
+        return Err(too_large);
+    }
+    let mut body = req.into_body();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::MalformedJson {
+            detail: format!("request body could not be read: {e:?}"),
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(too_large);
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+fn declared_length(req: &Request) -> Option<usize> {
+    req.headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+enum Endpoint {
+    Classify,
+    Conversation,
+    Stream,
+}
+
+fn endpoint(req: &Request) -> Result<Endpoint, ApiError> {
+    let path = req.uri().path();
+    match path.trim_end_matches('/').rsplit('/').next() {
+        Some("classify-sentiment") => Ok(Endpoint::Classify),
+        Some("analyze-conversation") => Ok(Endpoint::Conversation),
+        Some("stream-sentiment") => Ok(Endpoint::Stream),
+        _ => Err(ApiError::NotFound {
+            path: path.chars().take(200).collect(),
+        }),
+    }
+}
+
+fn json_response(status: u16, body: Vec<u8>, allow: Option<&'static str>) -> Reply {
+    let mut builder = http_response(status).header("content-type", "application/json");
+    if let Some(allow) = allow {
+        builder = builder.header("allow", allow);
+    }
+    builder
+        .body(spin_sdk::http::box_body(http_body_util::Full::new(
+            bytes::Bytes::from(body),
+        )))
+        .expect("static headers are valid")
+}
+
+fn http_response(status: u16) -> http::response::Builder {
+    http::Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+}
+
+fn error_response(e: ApiError) -> Reply {
+    let allow = match &e {
+        ApiError::MethodNotAllowed { allowed, .. } => Some(*allowed),
+        _ => None,
+    };
+    json_response(e.status(), e.to_json(), allow)
+}
+
+async fn serve(req: Request) -> Result<Reply, ApiError> {
+    let endpoint = endpoint(&req)?;
+    if req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allowed: "POST",
+        });
+    }
+    let config = load_config().await?;
+    if let Endpoint::Stream = endpoint {
+        return stream(req, config).await;
+    }
+    sentio_core::http::check_json_content_type(header(&req, "content-type"))?;
+    let body = read_body(req, config.max_body_bytes).await?;
+    let engine = engine_for(&config)?;
+    let model = student()?;
+    let json = match endpoint {
+        Endpoint::Classify => {
+            serde_json::to_vec(&sentiment_api::classify(&engine, model, &config, &body)?)
+        }
+        Endpoint::Conversation => serde_json::to_vec(&sentiment_api::analyze_conversation(
+            &engine, model, &config, &body,
+        )?),
+        Endpoint::Stream => unreachable!("answered above"),
+    }
+    .map_err(|e| ApiError::Internal {
+        detail: e.to_string(),
+    })?;
+    Ok(json_response(200, json, None))
+}
+
+/// `/stream-sentiment`: NDJSON lines in (`{"text": ..., "id"?, "speaker"?, "metadata"?}`), one
+/// result line out per input line as soon as it is scored. With `Accept: text/event-stream` the
+/// results come as Server-Sent Events (`data: {...}`) instead.
+async fn stream(req: Request, config: EdgeConfig) -> Result<Reply, ApiError> {
+    let content_type = header(&req, "content-type").unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if !matches!(
+        mime.as_str(),
+        "application/x-ndjson" | "application/jsonl" | "application/json"
+    ) {
+        return Err(ApiError::UnsupportedMediaType {
+            found: if content_type.is_empty() {
+                "no Content-Type".into()
+            } else {
+                content_type.chars().take(100).collect()
+            },
+        });
+    }
+    let sse = header(&req, "accept").is_some_and(|a| a.contains("text/event-stream"));
+    let engine = engine_for(&config)?.into_owned_static();
+    let model = student()?;
+    // One line is one message: it may be as large as a whole request body elsewhere.
+    let max_line = config.max_body_bytes;
+    let (mut tx, body) = spin_sdk::http::body::stream::<Vec<u8>>();
+    let mut incoming = req.into_body();
+    spin_sdk::wasip3::spawn(async move {
+        let Ok(mut session) = SentimentStream::new(engine, model, &config) else {
+            return;
+        };
+        let mut lines = LineBuffer::new(max_line);
+        let encode = |value: &sentiment_api::StreamResult| {
+            let mut out = if sse { b"data: ".to_vec() } else { Vec::new() };
+            out.extend(serde_json::to_vec(value).unwrap_or_default());
+            out.extend_from_slice(if sse { b"\n\n" } else { b"\n" });
+            out
+        };
+        loop {
+            let (completed, done) = match incoming.frame().await {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => (lines.push(&data), false),
+                    Err(_) => (Vec::new(), false),
+                },
+                // A broken upload ends the stream; answered lines stay answered.
+                Some(Err(_)) | None => (lines.finish().into_iter().collect(), true),
+            };
+            for line in completed {
+                let result = match line {
+                    Ok(line) => session.line(&line),
+                    Err(length) => Some(session.too_long(length, max_line)),
+                };
+                if let Some(result) = result
+                    && tx.send(encode(&result)).await.is_err()
+                {
+                    return; // the client went away
+                }
+            }
+            if done {
+                return;
+            }
+        }
+    });
+    let content_type = if sse {
+        "text/event-stream"
+    } else {
+        "application/x-ndjson"
+    };
+    Ok(http_response(200)
+        .header("content-type", content_type)
+        .header("cache-control", "no-store")
+        .body(spin_sdk::http::box_body(body))
+        .expect("static headers are valid"))
+}
+
+/// Streams outlive the request handler, so they need the engine for `'static`: the built-in one
+/// is a static already; an extended one is leaked once per stream (a stream is long-lived and
+/// custom recognizers are rare; the instance is discarded after the request anyway).
+trait IntoOwnedStatic {
+    fn into_owned_static(self) -> &'static Engine;
+}
+
+impl IntoOwnedStatic for std::borrow::Cow<'static, Engine> {
+    fn into_owned_static(self) -> &'static Engine {
+        match self {
+            std::borrow::Cow::Borrowed(e) => e,
+            std::borrow::Cow::Owned(e) => Box::leak(Box::new(e)),
+        }
+    }
+}
+
+#[http_service]
+async fn handle(req: Request) -> impl IntoResponse {
+    serve(req).await.unwrap_or_else(error_response)
+}

