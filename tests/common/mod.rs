@@ -37,6 +37,10 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra_args: &[&str]) -> Server {
+        // One start at a time: the first compiles the components into the shared cache, the
+        // others then load them from it instead of all compiling the same code at once.
+        static STARTING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         component_path("edge_redact");
         let root = workspace_root();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sentio"))

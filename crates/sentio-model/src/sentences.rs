@@ -3,8 +3,8 @@ use std::ops::Range;
 /// Abbreviations that end in a period without ending a sentence (compared lower-case).
 const ABBREVIATIONS: &[&str] = &[
     "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "approx", "dept",
-    "no", "inc", "ltd", "co", "corp", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
-    "sept", "oct", "nov", "dec",
+    "inc", "ltd", "co", "corp", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept",
+    "oct", "nov", "dec",
 ];
 
 /// Splits chat text into sentences: byte ranges into `text`, trimmed, never empty, in order.
