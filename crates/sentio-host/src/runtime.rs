@@ -96,8 +96,12 @@ pub fn load_component(engine: &Engine, wasm_path: &Path, cache_dir: &Path) -> Re
         .with_context(|| format!("compiling component {}", wasm_path.display()))?;
     std::fs::create_dir_all(cache_dir)
         .with_context(|| format!("creating cache dir {}", cache_dir.display()))?;
-    // Write then rename, so a concurrent start never maps a half-written file.
-    let tmp = cache_dir.join(format!("{key}.{}.tmp", std::process::id()));
+    // Write then rename, so a concurrent start never maps a half-written file. The temporary name
+    // is unique per process and per call: two threads compiling the same component must not
+    // rename each other's file away.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = cache_dir.join(format!("{key}.{}.{n}.tmp", std::process::id()));
     std::fs::write(&tmp, &compiled)?;
     std::fs::rename(&tmp, &cached)?;
     #[allow(unsafe_code)]
