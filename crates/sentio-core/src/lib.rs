@@ -9,7 +9,9 @@ pub mod http;
 pub mod metadata;
 pub mod redact_api;
 pub mod sentiment_api;
+pub mod texts;
 
 pub use config::{ConfigError, EdgeConfig, EscalationThresholds};
 pub use error::ApiError;
 pub use metadata::{Metadata, Priority};
+pub use texts::Texts;

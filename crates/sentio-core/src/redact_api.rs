@@ -9,7 +9,7 @@ use sentio_redact::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiError, EdgeConfig, Metadata};
+use crate::{ApiError, EdgeConfig, Metadata, Texts};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,12 +54,6 @@ pub enum RedactOutput {
     Many { results: Vec<Redaction> },
 }
 
-/// The texts of a request, in order.
-pub enum Texts {
-    One(String),
-    Many(Vec<String>),
-}
-
 impl RedactRequest {
     /// Checks the request against the engine and configuration, and builds its policy.
     pub fn into_parts(
@@ -67,31 +61,7 @@ impl RedactRequest {
         engine: &Engine,
         config: &EdgeConfig,
     ) -> Result<(Texts, Policy, Metadata), ApiError> {
-        let texts = match (self.text, self.texts) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::invalid(
-                    "texts",
-                    "give either `text` or `texts`, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(ApiError::invalid(
-                    "text",
-                    "missing: give `text` (a string) or `texts` (an array of strings)",
-                ));
-            }
-            (Some(t), None) => Texts::One(t),
-            (None, Some(ts)) if ts.is_empty() => {
-                return Err(ApiError::invalid("texts", "must not be empty"));
-            }
-            (None, Some(ts)) if ts.len() > config.max_batch_texts => {
-                return Err(ApiError::invalid(
-                    "texts",
-                    format!("at most {} texts per request", config.max_batch_texts),
-                ));
-            }
-            (None, Some(ts)) => Texts::Many(ts),
-        };
+        let texts = Texts::from_request(self.text, self.texts, config.max_batch_texts)?;
         self.metadata.check("metadata")?;
         let mut spec = PolicySpec {
             score_threshold: self.score_threshold,

@@ -11,7 +11,7 @@ use sentio_model::{Classification, Classifier, ClassifyOptions, Label, ModelInfo
 use sentio_redact::{Engine, Policy, PolicySpec, RequestScope, Span};
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiError, EdgeConfig, EscalationThresholds, Metadata};
+use crate::{ApiError, EdgeConfig, EscalationThresholds, Metadata, Texts};
 
 /// Which tier produced an answer.
 pub const EDGE_TIER: &str = "edge";
@@ -199,31 +199,11 @@ pub fn classify(
     body: &[u8],
 ) -> Result<ClassifyResponse, ApiError> {
     let request: ClassifyRequest = crate::http::parse_json(body)?;
-    let (texts, one) = match (request.text, request.texts) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "texts",
-                "give either `text` or `texts`, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(ApiError::invalid(
-                "text",
-                "missing: give `text` (a string) or `texts` (an array of strings)",
-            ));
-        }
-        (Some(t), None) => (vec![t], true),
-        (None, Some(ts)) if ts.is_empty() => {
-            return Err(ApiError::invalid("texts", "must not be empty"));
-        }
-        (None, Some(ts)) if ts.len() > config.max_classify_texts => {
-            return Err(ApiError::invalid(
-                "texts",
-                format!("at most {} texts per request", config.max_classify_texts),
-            ));
-        }
-        (None, Some(ts)) => (ts, false),
-    };
+    let (texts, one) =
+        match Texts::from_request(request.text, request.texts, config.max_classify_texts)? {
+            Texts::One(t) => (vec![t], true),
+            Texts::Many(ts) => (ts, false),
+        };
     request.metadata.check("metadata")?;
     let policy = sentiment_policy(engine, config)?;
     let options = ClassifyOptions {
