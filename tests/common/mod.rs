@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod tiers;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -37,6 +39,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra_args: &[&str]) -> Server {
+        Self::start_with(extra_args, &[])
+    }
+
+    /// Starts `sentio serve` with extra environment variables. Each server gets its own data
+    /// directory (embedded queue, worker results) unless `SENTIO_DATA_DIR` is among `envs`.
+    pub fn start_with(extra_args: &[&str], envs: &[(&str, &str)]) -> Server {
         // One start at a time: the first compiles the components into the shared cache, the
         // others then load them from it instead of all compiling the same code at once.
         static STARTING: Mutex<()> = Mutex::new(());
@@ -55,6 +63,8 @@ impl Server {
             .args(extra_args)
             .env("SENTIO_CACHE_DIR", root.join("target/sentio-test-cache"))
             .env("SENTIO_LOG", "debug,wasmtime=warn,cranelift=warn")
+            .env("SENTIO_DATA_DIR", temp_dir("data"))
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -113,6 +123,14 @@ impl Server {
 
     pub fn logs(&self) -> String {
         self.output.lock().unwrap().clone()
+    }
+}
+
+impl Server {
+    /// `kill -9`: no shutdown, nothing flushed that was not already.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -221,6 +239,20 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[start + size + 2..];
     }
     out
+}
+
+/// A fresh directory under the system's temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "sentio-test-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// Waits until `f` is true or the deadline passes.

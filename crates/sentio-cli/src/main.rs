@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_classify;
+mod bench_heavy;
+mod stack;
 
 #[derive(Parser)]
 #[command(
@@ -107,6 +109,13 @@ enum BenchTarget {
         #[arg(long, default_value_t = 2)]
         seconds: u64,
     },
+    /// The heavy tier (teacher model) as its Lambda runs it: cold start, then latency and
+    /// throughput of `/v1/classify` for batches of 1, 8 and 32 chat messages.
+    Heavy {
+        /// Minimum seconds per batch size.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
 }
 
 fn parse_variable(s: &str) -> Result<(String, String), String> {
@@ -157,6 +166,9 @@ fn main() -> Result<()> {
                     seconds,
                 },
         } => bench_classify::run(&model, &compare, seconds),
+        Command::Bench {
+            what: BenchTarget::Heavy { seconds },
+        } => bench_heavy::run(seconds),
         Command::Preinit { input, output } => {
             let wasm =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
@@ -185,25 +197,44 @@ fn main() -> Result<()> {
     }
 }
 
-fn serve(options: sentio_host::HostOptions, listen: SocketAddr) -> Result<()> {
+fn serve(mut options: sentio_host::HostOptions, listen: SocketAddr) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let app = sentio_host::App::load(&options)?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
+        let stack = stack::start().await?;
+        // The edge escalates to the in-process heavy tier and defers to its queue unless the
+        // manifest's variables point elsewhere.
+        let heavy = format!("http://{addr}{}", stack::HEAVY_PREFIX);
+        for (name, value) in [
+            ("heavy_url", heavy.clone()),
+            ("overflow_url", format!("{heavy}/v1/overflow")),
+            ("heavy_origin", format!("http://{addr}")),
+        ] {
+            let from_env = format!("SPIN_VARIABLE_{}", name.to_uppercase());
+            if !options.variables.contains_key(name) && !options.environment.contains_key(&from_env)
+            {
+                options.variables.insert(name.to_owned(), value);
+            }
+        }
+        let app = sentio_host::App::load_with(&options, vec![stack.route.clone()])?;
         for (route, component) in app.routes() {
             println!("route {route} -> {component}");
         }
+        println!("route {}/... -> heavy tier (native)", stack::HEAVY_PREFIX);
+        println!("queue {}", stack.queue.kind());
         println!("listening on http://{addr}");
         std::io::stdout().flush()?;
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        app.serve(listener, shutdown).await
+        let served = app.serve(listener, shutdown).await;
+        let _ = stack.shutdown.send(true);
+        served
     })
 }
 

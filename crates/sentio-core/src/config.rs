@@ -39,6 +39,43 @@ pub struct EdgeConfig {
     pub max_sentences: usize,
     /// `escalation_negative_threshold`, `escalation_drop_threshold`, `escalation_window`.
     pub escalation: EscalationThresholds,
+    /// `heavy_url`, `heavy_api_key`, `escalation_confidence_threshold`, `escalation_budget_ms`,
+    /// `overflow_url`, `overflow_api_key`, `deferred_callback_url`.
+    pub routing: RoutingConfig,
+}
+
+/// When and where the edge hands a text on: to the heavy tier (answer now) or to the overflow
+/// queue (answer later by webhook). Without `heavy_url` and `overflow_url` the edge answers alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingConfig {
+    /// Base URL of the heavy tier (`…/v1/classify` is appended), e.g. `http://127.0.0.1:3000/heavy`.
+    pub heavy_url: Option<String>,
+    /// Sent as `x-api-key` to the heavy tier.
+    pub heavy_api_key: Option<String>,
+    /// Escalate when the edge's confidence in any text is below this.
+    pub confidence_threshold: f32,
+    /// Longest the caller waits for escalation on top of the edge's own work, queueing included.
+    pub budget_ms: u64,
+    /// Where a deferred text is queued (one envelope per `POST`), e.g. `…/overflow`.
+    pub overflow_url: Option<String>,
+    /// Sent as `x-api-key` to the overflow endpoint.
+    pub overflow_api_key: Option<String>,
+    /// Webhook that receives re-scored deferred texts (the worker's default applies when absent).
+    pub deferred_callback_url: Option<String>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            heavy_url: None,
+            heavy_api_key: None,
+            confidence_threshold: 0.6,
+            budget_ms: 400,
+            overflow_url: None,
+            overflow_api_key: None,
+            deferred_callback_url: None,
+        }
+    }
 }
 
 /// When `/analyze-conversation` and `/stream-sentiment` raise the escalation signal. Polarity is
@@ -90,6 +127,7 @@ impl Default for EdgeConfig {
             max_classify_texts: DEFAULT_MAX_CLASSIFY_TEXTS,
             max_sentences: DEFAULT_MAX_SENTENCES,
             escalation: EscalationThresholds::default(),
+            routing: RoutingConfig::default(),
         }
     }
 }
@@ -125,6 +163,13 @@ impl EdgeConfig {
         "escalation_negative_threshold",
         "escalation_drop_threshold",
         "escalation_window",
+        "heavy_url",
+        "heavy_api_key",
+        "escalation_confidence_threshold",
+        "escalation_budget_ms",
+        "overflow_url",
+        "overflow_api_key",
+        "deferred_callback_url",
     ];
 
     /// Reads the variables through `get`; an absent or empty variable takes its default.
@@ -175,6 +220,43 @@ impl EdgeConfig {
                     reason: "not a number".into(),
                 })?;
             }
+        }
+        for (name, slot) in [
+            ("heavy_url", &mut config.routing.heavy_url),
+            ("overflow_url", &mut config.routing.overflow_url),
+            (
+                "deferred_callback_url",
+                &mut config.routing.deferred_callback_url,
+            ),
+        ] {
+            if let Some(v) = get(name) {
+                let v = v.trim().trim_end_matches('/').to_owned();
+                if !(v.starts_with("http://") || v.starts_with("https://")) {
+                    return Err(ConfigError::Invalid {
+                        name,
+                        reason: "must be an http:// or https:// URL".into(),
+                    });
+                }
+                *slot = Some(v);
+            }
+        }
+        config.routing.heavy_api_key = get("heavy_api_key");
+        config.routing.overflow_api_key = get("overflow_api_key");
+        if let Some(v) = get("escalation_confidence_threshold") {
+            let t: f32 = v.trim().parse().map_err(|_| ConfigError::Invalid {
+                name: "escalation_confidence_threshold",
+                reason: "not a number".into(),
+            })?;
+            if !(0.0..=1.0).contains(&t) {
+                return Err(ConfigError::Invalid {
+                    name: "escalation_confidence_threshold",
+                    reason: "must be between 0 and 1".into(),
+                });
+            }
+            config.routing.confidence_threshold = t;
+        }
+        if let Some(v) = get("escalation_budget_ms") {
+            config.routing.budget_ms = parse_usize("escalation_budget_ms", &v, 10, 60_000)? as u64;
         }
         config
             .escalation

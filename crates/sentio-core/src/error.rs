@@ -22,6 +22,8 @@ pub enum ApiError {
         method: String,
         allowed: &'static str,
     },
+    #[error("missing or wrong API key: send it as `{header}`")]
+    Unauthorized { header: &'static str },
     #[error("no endpoint at {path}")]
     NotFound { path: String },
     #[error("bad request: {detail}")]
@@ -39,6 +41,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             Self::MalformedJson { .. } | Self::InvalidUtf8 { .. } | Self::BadRequest { .. } => 400,
+            Self::Unauthorized { .. } => 401,
             Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::PayloadTooLarge { .. } => 413,
@@ -59,6 +62,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Unauthorized { .. } => "unauthorized",
             Self::NotFound { .. } => "not_found",
             Self::BadRequest { .. } => "bad_request",
             Self::Timeout { .. } => "timeout",

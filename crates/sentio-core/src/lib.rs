@@ -4,14 +4,18 @@
 //! Pure Rust with no I/O: compiles for native targets and `wasm32-wasip2`.
 
 pub mod config;
+pub mod envelope;
 pub mod error;
 pub mod http;
 pub mod metadata;
 pub mod redact_api;
+pub mod routing;
 pub mod sentiment_api;
 pub mod texts;
 
-pub use config::{ConfigError, EdgeConfig, EscalationThresholds};
+pub use config::{ConfigError, EdgeConfig, EscalationThresholds, RoutingConfig};
+pub use envelope::Envelope;
 pub use error::ApiError;
 pub use metadata::{Metadata, Priority};
+pub use sentiment_api::Tier;
 pub use texts::Texts;

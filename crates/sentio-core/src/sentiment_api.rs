@@ -14,7 +14,16 @@ use serde::{Deserialize, Serialize};
 use crate::{ApiError, EdgeConfig, EscalationThresholds, Metadata, Texts};
 
 /// Which tier produced an answer.
-pub const EDGE_TIER: &str = "edge";
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// The edge component's student model.
+    Edge,
+    /// The heavy tier's teacher model, answering at once.
+    Heavy,
+    /// The queue worker's teacher model, answering later by webhook.
+    Nearline,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,7 +48,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// One sentence of a multi-sentence text, located in `redacted_text`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SentenceSentiment {
     pub text: String,
     pub span: Span,
@@ -49,28 +58,28 @@ pub struct SentenceSentiment {
 }
 
 /// The answer for one text.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TextSentiment {
     pub label: Label,
     pub scores: Scores,
     pub confidence: f32,
     /// `positive - negative`, in [-1, 1].
     pub polarity: f32,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sentences: Vec<SentenceSentiment>,
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub sentences_truncated: bool,
     pub tokens: usize,
     pub chunks: usize,
     /// What the model saw: the text after redaction.
     pub redacted_text: String,
     /// Entity type to how many were redacted (never the values).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pii: BTreeMap<String, usize>,
 }
 
 /// Milliseconds spent, per stage.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Timing {
     pub redact_ms: f64,
     pub classify_ms: f64,
@@ -83,14 +92,37 @@ pub enum ClassifyOutput {
     Many { results: Vec<TextSentiment> },
 }
 
+impl ClassifyOutput {
+    /// The results, one per text, whichever shape the request had.
+    pub fn results(&self) -> &[TextSentiment] {
+        match self {
+            ClassifyOutput::One(one) => std::slice::from_ref(one),
+            ClassifyOutput::Many { results } => results,
+        }
+    }
+
+    pub fn results_mut(&mut self) -> &mut [TextSentiment] {
+        match self {
+            ClassifyOutput::One(one) => std::slice::from_mut(one),
+            ClassifyOutput::Many { results } => results,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassifyResponse {
     #[serde(flatten)]
     pub output: ClassifyOutput,
-    pub tier: &'static str,
+    pub tier: Tier,
     pub model: ModelInfo,
     pub metadata: Metadata,
     pub timing: Timing,
+    /// What routing did, when the edge handed the texts on (see [`crate::routing`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<crate::routing::EscalationOutcome>,
+    /// The request asked for sentence-level results (routing passes it on).
+    #[serde(skip)]
+    pub sentences: bool,
 }
 
 /// Redaction policy of the sentiment endpoints: every entity replaced by its type tag, so the
@@ -191,12 +223,13 @@ fn text_sentiment(
     }
 }
 
-/// Parses, checks and answers one `/classify-sentiment` body.
+/// Parses, checks and answers one `/classify-sentiment` body (`/v1/classify` on the heavy tier).
 pub fn classify(
     engine: &Engine,
     classifier: &dyn Classifier,
     config: &EdgeConfig,
     body: &[u8],
+    tier: Tier,
 ) -> Result<ClassifyResponse, ApiError> {
     let request: ClassifyRequest = crate::http::parse_json(body)?;
     let (texts, one) =
@@ -221,10 +254,12 @@ pub fn classify(
     };
     Ok(ClassifyResponse {
         output,
-        tier: EDGE_TIER,
+        tier,
         model: classifier.model().clone(),
         metadata: request.metadata,
         timing,
+        escalation: None,
+        sentences: request.sentences,
     })
 }
 
@@ -398,7 +433,7 @@ pub struct ConversationResponse {
     /// Absent when the customer has not spoken.
     pub customer_sentiment: Option<OverallSentiment>,
     pub escalation: Escalation,
-    pub tier: &'static str,
+    pub tier: Tier,
     pub model: ModelInfo,
     pub metadata: Metadata,
     pub timing: Timing,
@@ -410,6 +445,7 @@ pub fn analyze_conversation(
     classifier: &dyn Classifier,
     config: &EdgeConfig,
     body: &[u8],
+    tier: Tier,
 ) -> Result<ConversationResponse, ApiError> {
     let request: ConversationRequest = crate::http::parse_json(body)?;
     if request.turns.is_empty() {
@@ -470,7 +506,7 @@ pub fn analyze_conversation(
         speakers: tracker.speakers().clone(),
         customer_sentiment: tracker.customer_sentiment(),
         escalation: tracker.escalation(),
-        tier: EDGE_TIER,
+        tier,
         model: classifier.model().clone(),
         metadata: request.metadata,
         timing,
@@ -518,7 +554,7 @@ pub struct StreamResult {
     pub error: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
-    pub tier: &'static str,
+    pub tier: Tier,
     pub model: ModelInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timing: Option<Timing>,
@@ -582,7 +618,7 @@ impl<'a> SentimentStream<'a> {
             escalation: None,
             error: None,
             metadata: None,
-            tier: EDGE_TIER,
+            tier: Tier::Edge,
             model: self.classifier.model().clone(),
             timing: None,
         }

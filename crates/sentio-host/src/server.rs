@@ -28,9 +28,27 @@ use crate::routes::Router;
 use crate::runtime::{EPOCH_TICK, HostState};
 use crate::{HostOptions, PreparedComponent};
 
+/// A native handler mounted beside the components: `sentio serve` plays the heavy tier (and the
+/// queue's HTTP front) this way, as a separate service would answer in a deployment.
+pub type NativeHandler = Arc<
+    dyn Fn(Request<bytes::Bytes>) -> Pin<Box<dyn Future<Output = Response<bytes::Bytes>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Requests under `prefix` go to `handler` with the prefix stripped (`/heavy/v1/classify` →
+/// `/v1/classify`), bodies up to `max_body_bytes`.
+#[derive(Clone)]
+pub struct NativeRoute {
+    pub prefix: String,
+    pub max_body_bytes: usize,
+    pub handler: NativeHandler,
+}
+
 /// A loaded application, ready to serve.
 pub struct App {
     router: Router,
+    native: Vec<NativeRoute>,
     components: Vec<ProxyHandler<ComponentHandler>>,
     /// Bounds live instances below the pooling allocator's slot count.
     admission: Arc<Semaphore>,
@@ -168,6 +186,11 @@ fn error_response(error: ApiError) -> Response<ResponseBody> {
 impl App {
     /// Loads the manifest and prepares every HTTP component.
     pub fn load(options: &HostOptions) -> Result<Arc<Self>> {
+        Self::load_with(options, Vec::new())
+    }
+
+    /// [`App::load`] with native routes mounted beside the components (they match first).
+    pub fn load_with(options: &HostOptions, native: Vec<NativeRoute>) -> Result<Arc<Self>> {
         let (manifest, base) = Manifest::load(&options.manifest_path)?;
         let engine = crate::runtime::engine(&options.limits)?;
         let prepared = crate::prepare_components(&manifest, &base, options, &engine)?;
@@ -201,6 +224,7 @@ impl App {
             .context("starting the epoch thread")?;
         Ok(Arc::new(Self {
             router,
+            native,
             components,
             admission: Arc::new(Semaphore::new(
                 (options.limits.max_instances as usize / 2).max(1),
@@ -269,6 +293,57 @@ impl App {
         Ok(())
     }
 
+    async fn handle_native(
+        &self,
+        route: &NativeRoute,
+        req: Request<Incoming>,
+    ) -> Response<ResponseBody> {
+        let (mut parts, body) = req.into_parts();
+        let too_large = ApiError::PayloadTooLarge {
+            limit_bytes: route.max_body_bytes,
+        };
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > route.max_body_bytes) {
+            return error_response(too_large);
+        }
+        let limited = http_body_util::Limited::new(body, route.max_body_bytes);
+        let collect = tokio::time::timeout(self.request_timeout, limited.collect());
+        let bytes = match collect.await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(_)) => return error_response(too_large),
+            Err(_) => {
+                return error_response(ApiError::Timeout {
+                    seconds: self.request_timeout.as_secs(),
+                });
+            }
+        };
+        let rest = parts.uri.path()[route.prefix.len()..].to_owned();
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("{}?{q}", if rest.is_empty() { "/" } else { &rest }),
+            None => {
+                if rest.is_empty() {
+                    "/".to_owned()
+                } else {
+                    rest
+                }
+            }
+        };
+        parts.uri = match path_and_query.parse::<Uri>() {
+            Ok(uri) => uri,
+            Err(_) => {
+                return error_response(ApiError::BadRequest {
+                    detail: "invalid path".into(),
+                });
+            }
+        };
+        let response = (route.handler)(Request::from_parts(parts, bytes)).await;
+        response.map(|b| full_body(b))
+    }
+
     /// Handles one request: route, fresh instance, response.
     pub async fn handle(
         &self,
@@ -280,6 +355,20 @@ impl App {
         let path = req.uri().path().to_owned();
         if path == "/.well-known/spin/health" {
             return Response::new(full_body("OK"));
+        }
+        if let Some(route) = self.native.iter().find(|r| {
+            path.strip_prefix(r.prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        }) {
+            let response = self.handle_native(route, req).await;
+            tracing::info!(
+                method = %method,
+                route = %route.prefix,
+                status = response.status().as_u16(),
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "request"
+            );
+            return response;
         }
         let Some(matched) = self.router.route(&path) else {
             return error_response(ApiError::NotFound { path });

@@ -50,11 +50,11 @@ impl ModelConfig {
 }
 
 /// Which model answered: every classification response carries it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     pub id: String,
     pub version: String,
-    pub engine: &'static str,
+    pub engine: String,
     pub precision: String,
     /// First 16 hex digits of the ONNX file's sha256 (the model card lists the full digests).
     pub sha256: String,

@@ -11,6 +11,8 @@
 mod backend;
 mod config;
 mod error;
+#[cfg(feature = "ort")]
+mod ort_backend;
 mod pipeline;
 mod sentences;
 mod tokenize;
@@ -19,6 +21,8 @@ mod tract_backend;
 pub use backend::{Backend, TokenBatch};
 pub use config::{ModelConfig, ModelInfo};
 pub use error::ModelError;
+#[cfg(feature = "ort")]
+pub use ort_backend::OrtBackend;
 pub use pipeline::{
     Classification, Classifier, ClassifyOptions, Label, Pipeline, Scores, SentenceResult,
 };

@@ -1,11 +1,11 @@
 use std::ops::Range;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Backend, ModelConfig, ModelError, ModelInfo, TokenBatch, WordPiece, split_sentences};
 
 /// The three classes, in the models' logit order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Label {
     Negative,
@@ -26,7 +26,7 @@ impl Label {
 }
 
 /// Calibrated class probabilities; they sum to 1.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
     pub negative: f32,
     pub neutral: f32,
@@ -168,7 +168,7 @@ impl<B: Backend> Pipeline<B> {
         let info = ModelInfo {
             id: config.id.clone(),
             version: config.version.clone(),
-            engine: backend.engine(),
+            engine: backend.engine().to_owned(),
             precision: config.precision.clone(),
             sha256: sha256.chars().take(16).collect(),
         };

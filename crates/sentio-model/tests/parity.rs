@@ -70,6 +70,12 @@ fn probabilities(logits: &[f32], temperature: f32) -> Vec<f32> {
 }
 
 fn check_parity(name: &str) {
+    check_parity_with(name, "tract", |onnx, labels| {
+        Box::new(TractBackend::load(onnx, labels).unwrap())
+    });
+}
+
+fn check_parity_with(name: &str, engine: &str, load: impl Fn(&[u8], usize) -> Box<dyn Backend>) {
     let dir = models_dir().join(format!("sentiment-{name}"));
     let config = ModelConfig::from_json(&read(dir.join("config.json"))).unwrap();
     let onnx = read(dir.join("model.onnx"));
@@ -88,7 +94,7 @@ fn check_parity(name: &str) {
     );
 
     let tokenizer = WordPiece::from_json(&read(dir.join("tokenizer.json")), &config).unwrap();
-    let backend = TractBackend::load(&onnx, config.labels.len()).unwrap();
+    let backend = load(&onnx, config.labels.len());
     let (mut worst, mut worst_logit) = (0.0f32, 0.0f32);
     for case in &parity.cases {
         let chunks = tokenizer.chunks(&tokenizer.token_ids(&case.text).unwrap());
@@ -121,14 +127,45 @@ fn check_parity(name: &str) {
         );
     }
     eprintln!(
-        "{name} ({}): worst |tract - onnxruntime| difference over {} sentences: logit {worst_logit:.6}, probability {worst:.6}",
+        "{name} ({}): worst |{engine} - onnxruntime (Python)| difference over {} sentences: logit {worst_logit:.6}, probability {worst:.6}",
         config.precision,
         parity.cases.len()
     );
+    // The same engine on the same file must agree to float rounding, whatever the precision.
+    let tolerance = if engine == "onnxruntime" {
+        1e-4
+    } else {
+        tolerance(&config.precision)
+    };
     assert!(
-        worst <= tolerance(&config.precision),
-        "{name}: probabilities differ by up to {worst}"
+        worst <= tolerance,
+        "{name} on {engine}: probabilities differ by up to {worst}"
     );
+}
+
+/// With the `ort` feature, the Rust onnxruntime backend must reproduce the Python references.
+/// `ORT_DYLIB_PATH` names the wheel's `libonnxruntime.so` (`scripts/test` sets it).
+#[cfg(feature = "ort")]
+fn ort_loader() -> impl Fn(&[u8], usize) -> Box<dyn Backend> {
+    let dylib = std::env::var("ORT_DYLIB_PATH")
+        .expect("ORT_DYLIB_PATH must name libonnxruntime.so when testing the `ort` feature");
+    move |onnx, labels| {
+        Box::new(
+            sentio_model::OrtBackend::load(onnx, labels, std::path::Path::new(&dylib), 1).unwrap(),
+        )
+    }
+}
+
+#[cfg(feature = "ort")]
+#[test]
+fn student_on_ort_matches_onnxruntime_python() {
+    check_parity_with("student", "onnxruntime", ort_loader());
+}
+
+#[cfg(feature = "ort")]
+#[test]
+fn teacher_on_ort_matches_onnxruntime_python() {
+    check_parity_with("teacher", "onnxruntime", ort_loader());
 }
 
 #[test]

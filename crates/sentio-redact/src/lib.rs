@@ -162,7 +162,7 @@ pub struct RequestScope {
 
 /// A `[start, end)` range in the three encodings clients index strings by: UTF-8 bytes (Rust,
 /// Go), Unicode scalar values (Python), UTF-16 code units (JavaScript, Java, C#).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Span {
     pub bytes: [usize; 2],
     pub chars: [usize; 2],

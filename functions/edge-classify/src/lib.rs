@@ -9,11 +9,13 @@
 //! files only, never from request data, so their seeds protect nothing (see README).
 
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use futures::SinkExt as _;
 use http_body_util::BodyExt as _;
-use sentio_core::sentiment_api::{self, LineBuffer, SentimentStream};
-use sentio_core::{ApiError, EdgeConfig};
+use sentio_core::routing::{self, EscalationOutcome, EscalationReason, EscalationStatus, Route};
+use sentio_core::sentiment_api::{self, ClassifyResponse, LineBuffer, SentimentStream, Tier};
+use sentio_core::{ApiError, EdgeConfig, RoutingConfig};
 use sentio_model::{Classifier, ClassifyOptions, TractPipeline};
 use sentio_redact::Engine;
 use spin_sdk::http::{IntoResponse, Method, Request, StatusCode};
@@ -205,10 +207,16 @@ async fn serve(req: Request) -> Result<Reply, ApiError> {
     let model = student()?;
     let json = match endpoint {
         Endpoint::Classify => {
-            serde_json::to_vec(&sentiment_api::classify(&engine, model, &config, &body)?)
+            let mut response = sentiment_api::classify(&engine, model, &config, &body, Tier::Edge)?;
+            route_onward(&mut response, &config.routing).await;
+            serde_json::to_vec(&response)
         }
         Endpoint::Conversation => serde_json::to_vec(&sentiment_api::analyze_conversation(
-            &engine, model, &config, &body,
+            &engine,
+            model,
+            &config,
+            &body,
+            Tier::Edge,
         )?),
         Endpoint::Stream => unreachable!("answered above"),
     }
@@ -216,6 +224,168 @@ async fn serve(req: Request) -> Result<Reply, ApiError> {
         detail: e.to_string(),
     })?;
     Ok(json_response(200, json, None))
+}
+
+/// Hands the texts on when routing says so (see `sentio_core::routing`): to the heavy tier within
+/// three quarters of the budget, else to the overflow queue within what is left. The caller waits
+/// at most `escalation_budget_ms` on top of the edge's own work, whatever the other tiers do.
+async fn route_onward(response: &mut ClassifyResponse, config: &RoutingConfig) {
+    let started = Instant::now();
+    let budget = Duration::from_millis(config.budget_ms);
+    let (reason, detail) = match routing::route(
+        response.output.results(),
+        response.metadata.priority,
+        config,
+    ) {
+        Route::Edge => return,
+        Route::Defer(reason) => (reason, None),
+        Route::Escalate(reason) => {
+            let heavy_url = config.heavy_url.as_deref().unwrap_or_default();
+            let body = routing::heavy_request_body(
+                response.output.results(),
+                response.sentences,
+                &response.metadata,
+            );
+            let url = format!("{heavy_url}/v1/classify");
+            let answer =
+                post_within(&url, config.heavy_api_key.as_deref(), body, budget * 3 / 4).await;
+            let detail = match answer {
+                Ok((200, body)) => {
+                    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    match routing::merge_heavy_answer(response, &body, reason, elapsed_ms) {
+                        Ok(()) => return,
+                        Err(detail) => detail,
+                    }
+                }
+                Ok((status, _)) => format!("heavy tier answered {status}"),
+                Err(detail) => detail,
+            };
+            (reason, Some(detail))
+        }
+    };
+    let remaining = budget.saturating_sub(started.elapsed());
+    defer(response, config, reason, detail, started, remaining).await;
+}
+
+/// Queues every text of `response` for re-scoring, one envelope per `POST` to `overflow_url`.
+async fn defer(
+    response: &mut ClassifyResponse,
+    config: &RoutingConfig,
+    reason: EscalationReason,
+    detail: Option<String>,
+    started: Instant,
+    remaining: Duration,
+) {
+    let mut random = [0u8; 16];
+    let _ = getrandom::fill(&mut random);
+    let job_id = sentio_core::envelope::job_id_from(random);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let envelopes = routing::deferred_envelopes(
+        response,
+        &job_id,
+        response.sentences,
+        config.deferred_callback_url.as_deref(),
+        now_ms,
+    );
+    let mut failure = None;
+    match config.overflow_url.as_deref() {
+        None => failure = Some("no overflow queue is configured".to_owned()),
+        Some(url) => {
+            let deadline = Instant::now() + remaining;
+            for envelope in &envelopes {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match post_within(
+                    url,
+                    config.overflow_api_key.as_deref(),
+                    envelope.to_json(),
+                    left,
+                )
+                .await
+                {
+                    Ok((202 | 200, _)) => {}
+                    Ok((status, _)) => {
+                        failure = Some(format!("overflow queue answered {status}"));
+                        break;
+                    }
+                    Err(e) => {
+                        failure = Some(format!("overflow queue: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let (status, detail) = match failure {
+        None => (EscalationStatus::Deferred, detail),
+        Some(f) => (
+            EscalationStatus::Failed,
+            Some(match detail {
+                Some(d) => format!("{d}; {f}"),
+                None => f,
+            }),
+        ),
+    };
+    let queued = status == EscalationStatus::Deferred;
+    response.escalation = Some(EscalationOutcome {
+        status,
+        reason,
+        edge: Vec::new(),
+        job_id: queued.then_some(job_id),
+        item_ids: if queued {
+            envelopes.into_iter().map(|e| e.item_id).collect()
+        } else {
+            Vec::new()
+        },
+        detail,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+    });
+}
+
+/// Largest answer read from another tier.
+const MAX_ONWARD_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
+/// `POST`s JSON to `url` and reads the answer, giving up after `limit`.
+async fn post_within(
+    url: &str,
+    api_key: Option<&str>,
+    body: Vec<u8>,
+    limit: Duration,
+) -> Result<(u16, Vec<u8>), String> {
+    let exchange = async {
+        let mut request = http::Request::post(url).header("content-type", "application/json");
+        if let Some(key) = api_key {
+            request = request.header("x-api-key", key);
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| format!("bad URL: {e}"))?;
+        let response = spin_sdk::http::send(request)
+            .await
+            .map_err(|e| format!("unreachable ({e:?})"))?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("answer broke off ({e:?})"))?;
+            if let Ok(data) = frame.into_data() {
+                if bytes.len() + data.len() > MAX_ONWARD_ANSWER_BYTES {
+                    return Err("answer too large".to_owned());
+                }
+                bytes.extend_from_slice(&data);
+            }
+        }
+        Ok((status, bytes))
+    };
+    let timeout = spin_sdk::time::sleep(limit);
+    futures::pin_mut!(exchange, timeout);
+    match futures::future::select(exchange, timeout).await {
+        futures::future::Either::Left((result, _)) => result,
+        futures::future::Either::Right(((), _)) => {
+            Err(format!("no answer within {} ms", limit.as_millis()))
+        }
+    }
 }
 
 /// `/stream-sentiment`: NDJSON lines in (`{"text": ..., "id"?, "speaker"?, "metadata"?}`), one

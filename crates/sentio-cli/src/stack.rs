@@ -1,0 +1,192 @@
+//! The tiers behind the edge components in `sentio serve`: the heavy tier in-process under
+//! `/heavy`, the nearline queue (embedded and durable, or SQS when configured), and a poller that
+//! plays SQS's event source mapping for the worker (in-process, or a real Lambda runtime through
+//! its invoke URL).
+//!
+//! Environment (all optional):
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `SENTIO_DATA_DIR` | `.sentio-data` | embedded queue and worker results |
+//! | `SENTIO_SQS_ENDPOINT` | – | an SQS-compatible server (moto) instead of the embedded queue |
+//! | `SENTIO_SQS_QUEUE_URL`, `SENTIO_SQS_DLQ_URL` | created as `sentio-nearline(-dlq)` | the queue pair |
+//! | `SENTIO_QUEUE_VISIBILITY_SECS` | 30 | visibility timeout |
+//! | `SENTIO_QUEUE_MAX_RECEIVES` | 5 | receives before the dead-letter queue |
+//! | `SENTIO_POLLER_BATCH_SIZE` | 10 | messages per worker invocation |
+//! | `SENTIO_WORKER_INVOKE_URL` | – | invoke the worker Lambda there instead of in-process |
+//! | `SENTIO_WEBHOOK_SECRET` | – | signs deliveries; without it no worker runs |
+//!
+//! plus the heavy tier's `SENTIO_*` variables (see `sentio_heavy::HeavyConfig`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use sentio_heavy::{HeavyConfig, HeavyTier, ResultStore, Worker};
+use sentio_queue::poller::{self, PollerSettings};
+use sentio_queue::{EmbeddedQueue, EmbeddedSettings, Queue, SqsBatchResponse, SqsEvent};
+
+/// Where the edge finds the local tiers.
+pub const HEAVY_PREFIX: &str = "/heavy";
+
+pub struct Stack {
+    pub route: sentio_host::NativeRoute,
+    pub queue: Arc<Queue>,
+    /// Stops the poller.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_number(name: &str, default: u64) -> Result<u64> {
+    match env(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{name} must be a whole number")),
+    }
+}
+
+async fn open_queue() -> Result<Queue> {
+    let visibility = Duration::from_secs(env_number("SENTIO_QUEUE_VISIBILITY_SECS", 30)?);
+    let max_receives = env_number("SENTIO_QUEUE_MAX_RECEIVES", 5)? as u32;
+    if let Some(endpoint) = env("SENTIO_SQS_ENDPOINT") {
+        let region = env("AWS_REGION").unwrap_or_else(|| "us-east-1".into());
+        let (queue_url, dlq_url) = match env("SENTIO_SQS_QUEUE_URL") {
+            Some(url) => (url, env("SENTIO_SQS_DLQ_URL")),
+            None => {
+                let client = sentio_queue::sqs::client(Some(&endpoint), &region).await;
+                let (q, d) = sentio_queue::SqsQueue::create_with_dlq(
+                    &client,
+                    "sentio-nearline",
+                    visibility,
+                    max_receives,
+                )
+                .await
+                .with_context(|| format!("creating the queues on {endpoint}"))?;
+                (q, Some(d))
+            }
+        };
+        let settings = sentio_queue::SqsSettings {
+            endpoint: Some(endpoint),
+            region,
+            queue_url,
+            dlq_url,
+        };
+        return Ok(Queue::Sqs(sentio_queue::SqsQueue::connect(&settings).await));
+    }
+    let dir = PathBuf::from(env("SENTIO_DATA_DIR").unwrap_or_else(|| ".sentio-data".into()));
+    let queue = EmbeddedQueue::open(
+        &dir.join("queue"),
+        EmbeddedSettings {
+            visibility_timeout: visibility,
+            max_receives,
+        },
+    )
+    .with_context(|| format!("opening the embedded queue in {}", dir.display()))?;
+    Ok(Queue::Embedded(queue))
+}
+
+/// Builds the heavy tier, the queue and (with a webhook secret) the worker's poller.
+pub async fn start() -> Result<Stack> {
+    let config = HeavyConfig::from_lookup(env)?;
+    let queue = Arc::new(open_queue().await?);
+    let classifier = sentio_heavy::load_teacher().context("loading the teacher model")?;
+    let heavy = Arc::new(HeavyTier {
+        engine: sentio_heavy::build_engine(&config)?,
+        classifier: classifier.clone(),
+        config: config.clone(),
+        queue: Some(queue.clone()),
+    });
+    let max_body_bytes = config.max_job_body_bytes.max(config.api.max_body_bytes);
+    let handler: sentio_host::NativeHandler = Arc::new(move |request| {
+        let heavy = heavy.clone();
+        Box::pin(heavy.handle(request))
+    });
+    let (shutdown, stop) = tokio::sync::watch::channel(false);
+    let settings = PollerSettings {
+        batch_size: env_number("SENTIO_POLLER_BATCH_SIZE", 10)? as usize,
+        ..PollerSettings::default()
+    };
+    if settings.batch_size == 0 {
+        bail!("SENTIO_POLLER_BATCH_SIZE must be at least 1");
+    }
+    if let Some(invoke_url) = env("SENTIO_WORKER_INVOKE_URL") {
+        // The worker runs as a Lambda (e.g. under `cargo lambda watch`): invoke it as the event
+        // source mapping would.
+        let client = reqwest::Client::new();
+        tokio::spawn(poller::run(
+            queue.clone(),
+            settings,
+            move |event: SqsEvent| {
+                let client = client.clone();
+                let url = invoke_url.clone();
+                async move { invoke_lambda(&client, &url, &event).await }
+            },
+            stop,
+        ));
+        tracing::info!("queue poller started; worker: Lambda invoke URL");
+    } else if config.webhook_secret.is_some() {
+        let dir = PathBuf::from(env("SENTIO_DATA_DIR").unwrap_or_else(|| ".sentio-data".into()));
+        let results = ResultStore::open(&dir.join("worker"))?;
+        let worker = Arc::new(Worker::new(
+            sentio_heavy::build_engine(&config)?,
+            classifier,
+            config.clone(),
+            results,
+        )?);
+        tokio::spawn(poller::run(
+            queue.clone(),
+            settings,
+            move |event: SqsEvent| {
+                let worker = worker.clone();
+                async move { Ok::<_, String>(worker.handle(event).await) }
+            },
+            stop,
+        ));
+        tracing::info!(
+            queue = queue.kind(),
+            "queue poller started; worker: in-process"
+        );
+    } else {
+        tracing::warn!(
+            "SENTIO_WEBHOOK_SECRET is not set: items are queued but no worker scores them"
+        );
+    }
+    Ok(Stack {
+        route: sentio_host::NativeRoute {
+            prefix: HEAVY_PREFIX.into(),
+            max_body_bytes,
+            handler,
+        },
+        queue,
+        shutdown,
+    })
+}
+
+/// One synchronous Lambda invoke with the event; the function's error is a failed batch.
+async fn invoke_lambda(
+    client: &reqwest::Client,
+    url: &str,
+    event: &SqsEvent,
+) -> Result<SqsBatchResponse, String> {
+    let response = client
+        .post(url)
+        .json(event)
+        .timeout(Duration::from_secs(900))
+        .send()
+        .await
+        .map_err(|e| format!("invoke failed: {e}"))?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("function answered {status}"));
+    }
+    // A function error comes back as `{"errorType", "errorMessage"}`.
+    serde_json::from_slice::<SqsBatchResponse>(&body)
+        .map_err(|_| format!("function failed: {}", String::from_utf8_lossy(&body)))
+}

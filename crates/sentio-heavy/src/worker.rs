@@ -1,0 +1,341 @@
+//! The queue worker: scores one SQS event's items in model batches with the teacher and delivers
+//! each result to its callback, signed. It answers with the items that failed
+//! (`ReportBatchItemFailures`), so only those are retried and, after `maxReceiveCount`, end in the
+//! dead-letter queue. The worker Lambda (`functions/queue-worker`) and `sentio serve`'s poller
+//! call the same [`Worker::handle`].
+//!
+//! Idempotent by item id: a result is computed once and kept in a [`ResultStore`]; a redelivered
+//! item is answered from it with the same bytes, and one already delivered is not sent again.
+//! Scoring is deterministic too (same model, same text, same bits, whatever the batch), so a
+//! worker that never saw the first delivery (another Lambda instance) produces the same body.
+//! Receivers de-duplicate by `Sentio-Delivery-Id`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use sentio_core::envelope::{ENVELOPE_VERSION, Envelope, ScoredItem};
+use sentio_core::sentiment_api::{Tier, redact_and_classify, sentiment_policy};
+use sentio_model::{Classifier, ClassifyOptions};
+use sentio_queue::webhook::{DELIVERY_ID_HEADER, SIGNATURE_HEADER, sign};
+use sentio_queue::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use sentio_redact::{Engine, RequestScope};
+
+use crate::HeavyConfig;
+
+/// Results by item id, and whether each was delivered. In memory, plus an append-only file when
+/// given a directory (`sentio serve`), so a restart does not deliver twice.
+pub struct ResultStore {
+    entries: Mutex<HashMap<String, StoredResult>>,
+    file: Option<Mutex<File>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredResult {
+    item_id: String,
+    body: String,
+    delivered: bool,
+}
+
+impl ResultStore {
+    pub fn in_memory() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            file: None,
+        }
+    }
+
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("results.log");
+        let mut entries = HashMap::new();
+        if path.exists() {
+            for line in BufReader::new(File::open(&path)?).lines() {
+                if let Ok(r) = serde_json::from_str::<StoredResult>(&line?) {
+                    entries.insert(r.item_id.clone(), r);
+                }
+            }
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(Self {
+            entries: Mutex::new(entries),
+            file: Some(Mutex::new(file)),
+        })
+    }
+
+    fn get(&self, item_id: &str) -> Option<StoredResult> {
+        self.lock().get(item_id).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, StoredResult>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn put(&self, result: StoredResult) {
+        if let Some(file) = &self.file {
+            let mut line = serde_json::to_vec(&result).expect("plain data serializes");
+            line.push(b'\n');
+            let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+            // Losing this line costs at most one repeated delivery of an identical body.
+            if let Err(e) = file.write_all(&line).and_then(|()| file.sync_data()) {
+                tracing::warn!(error = %e, "result store write failed");
+            }
+        }
+        self.lock().insert(result.item_id.clone(), result);
+    }
+
+    /// Items whose result was delivered.
+    pub fn delivered(&self) -> usize {
+        self.lock().values().filter(|r| r.delivered).count()
+    }
+}
+
+/// What one event did, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub scored: usize,
+    pub delivered: usize,
+    pub already_delivered: usize,
+    /// Second copies of an item within one batch (SQS may deliver a message twice at once).
+    pub duplicates: usize,
+    pub failed: usize,
+}
+
+pub struct Worker {
+    engine: Engine,
+    classifier: Arc<dyn Classifier>,
+    config: HeavyConfig,
+    secret: Vec<u8>,
+    http: reqwest::Client,
+    results: ResultStore,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("SENTIO_WEBHOOK_SECRET is required to sign deliveries")]
+    NoSecret,
+    #[error("webhook client: {0}")]
+    Client(String),
+}
+
+impl Worker {
+    pub fn new(
+        engine: Engine,
+        classifier: Arc<dyn Classifier>,
+        config: HeavyConfig,
+        results: ResultStore,
+    ) -> Result<Self, WorkerError> {
+        let secret = config.webhook_secret.clone().ok_or(WorkerError::NoSecret)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.webhook_timeout_ms))
+            // A redirect could lead off the allow-list.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| WorkerError::Client(e.to_string()))?;
+        Ok(Self {
+            engine,
+            classifier,
+            config,
+            secret,
+            http,
+            results,
+        })
+    }
+
+    pub fn results(&self) -> &ResultStore {
+        &self.results
+    }
+
+    /// Scores and delivers one event's items; the response names the ones to retry.
+    pub async fn handle(self: &Arc<Self>, event: SqsEvent) -> SqsBatchResponse {
+        let (response, stats) = self.handle_with_stats(event).await;
+        tracing::info!(?stats, "worker batch");
+        response
+    }
+
+    pub async fn handle_with_stats(
+        self: &Arc<Self>,
+        event: SqsEvent,
+    ) -> (SqsBatchResponse, WorkerStats) {
+        let mut stats = WorkerStats::default();
+        let mut failed: Vec<String> = Vec::new();
+        // (message id, envelope) still to score, and (message id, item id, body, url) to deliver.
+        let mut to_score: Vec<(String, Envelope)> = Vec::new();
+        let mut to_deliver: Vec<(String, String, String, String)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for record in event.records {
+            let envelope = match Envelope::parse(record.body.as_bytes()) {
+                Ok(e) => e,
+                Err(e) => {
+                    // A poison message: retried, then dead-lettered, never dropped silently.
+                    tracing::warn!(message_id = %record.message_id, kind = e.kind(), field = e.field().unwrap_or(""), "unreadable envelope");
+                    failed.push(record.message_id);
+                    continue;
+                }
+            };
+            if !seen.insert(envelope.item_id.clone()) {
+                // Its first copy in this batch is scored and delivered (or retried) for both.
+                stats.duplicates += 1;
+                continue;
+            }
+            let Some(url) = self.callback_for(&envelope) else {
+                tracing::warn!(item_id = %envelope.item_id, "no allowed callback for item");
+                failed.push(record.message_id);
+                continue;
+            };
+            match self.results.get(&envelope.item_id) {
+                Some(r) if r.delivered => stats.already_delivered += 1,
+                Some(r) => to_deliver.push((record.message_id, r.item_id, r.body, url)),
+                None => to_score.push((record.message_id, envelope)),
+            }
+        }
+
+        if !to_score.is_empty() {
+            match self.score(&to_score).await {
+                Ok(bodies) => {
+                    stats.scored += bodies.len();
+                    for ((message_id, envelope), body) in to_score.into_iter().zip(bodies) {
+                        let url = self.callback_for(&envelope).expect("checked above");
+                        self.results.put(StoredResult {
+                            item_id: envelope.item_id.clone(),
+                            body: body.clone(),
+                            delivered: false,
+                        });
+                        to_deliver.push((message_id, envelope.item_id, body, url));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, items = to_score.len(), "scoring failed");
+                    failed.extend(to_score.into_iter().map(|(id, _)| id));
+                }
+            }
+        }
+
+        let deliveries = to_deliver
+            .into_iter()
+            .map(|(message_id, item_id, body, url)| {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let ok = this.deliver(&item_id, &url, &body).await;
+                    if ok {
+                        this.results.put(StoredResult {
+                            item_id,
+                            body,
+                            delivered: true,
+                        });
+                    }
+                    (message_id, ok)
+                })
+            });
+        let deliveries: Vec<_> = deliveries.collect();
+        for d in deliveries {
+            match d.await {
+                Ok((_, true)) => stats.delivered += 1,
+                Ok((message_id, false)) => failed.push(message_id),
+                Err(e) => tracing::error!(error = %e, "delivery task failed"),
+            }
+        }
+        stats.failed = failed.len();
+        (
+            SqsBatchResponse {
+                batch_item_failures: failed
+                    .into_iter()
+                    .map(|item_identifier| BatchItemFailure { item_identifier })
+                    .collect(),
+            },
+            stats,
+        )
+    }
+
+    fn callback_for(&self, envelope: &Envelope) -> Option<String> {
+        let url = envelope
+            .callback_url
+            .clone()
+            .or_else(|| self.config.default_callback_url.clone())?;
+        self.config.callback_allowed(&url).then_some(url)
+    }
+
+    /// One model call per `sentences` setting; returns the delivery body of each item, in order.
+    async fn score(self: &Arc<Self>, items: &[(String, Envelope)]) -> Result<Vec<String>, String> {
+        let this = self.clone();
+        let envelopes: Vec<Envelope> = items.iter().map(|(_, e)| e.clone()).collect();
+        tokio::task::spawn_blocking(move || {
+            let policy =
+                sentiment_policy(&this.engine, &this.config.api).map_err(|e| e.to_string())?;
+            let mut bodies = vec![String::new(); envelopes.len()];
+            for sentences in [false, true] {
+                let group: Vec<usize> = (0..envelopes.len())
+                    .filter(|&i| envelopes[i].sentences == sentences)
+                    .collect();
+                if group.is_empty() {
+                    continue;
+                }
+                // Redacted again: a workflow may have queued text that skipped the edge.
+                let texts: Vec<&str> = group
+                    .iter()
+                    .map(|&i| envelopes[i].redacted_text.as_str())
+                    .collect();
+                let options = ClassifyOptions {
+                    sentences,
+                    max_sentences: this.config.api.max_sentences,
+                };
+                let mut scope = RequestScope::default();
+                let (results, _) = redact_and_classify(
+                    &this.engine,
+                    &policy,
+                    &mut scope,
+                    this.classifier.as_ref(),
+                    &texts,
+                    &options,
+                )
+                .map_err(|e| e.to_string())?;
+                for (&i, result) in group.iter().zip(results) {
+                    let e = &envelopes[i];
+                    let item = ScoredItem {
+                        version: ENVELOPE_VERSION,
+                        job_id: e.job_id.clone(),
+                        item_id: e.item_id.clone(),
+                        source: e.source,
+                        tier: Tier::Nearline,
+                        model: this.classifier.model().clone(),
+                        result,
+                        metadata: e.metadata.clone(),
+                    };
+                    bodies[i] = serde_json::to_string(&item).map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(bodies)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    async fn deliver(&self, item_id: &str, url: &str, body: &str) -> bool {
+        let signature = sign(&self.secret, sentio_queue::now_ms() / 1000, body.as_bytes());
+        let result = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .header(DELIVERY_ID_HEADER, item_id)
+            .body(body.to_owned())
+            .send()
+            .await;
+        match result {
+            Ok(r) if r.status().is_success() => true,
+            Ok(r) => {
+                tracing::warn!(%item_id, status = r.status().as_u16(), "webhook refused the delivery");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(%item_id, error = %e, "webhook unreachable");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The nearline worker on AWS Lambda: an SQS event source mapping with `ReportBatchItemFailures`
+//! invokes it with up to `BatchSize` messages; it answers with the ones to retry. The teacher
+//! model, recognizers and webhook client are built once per cold start.
+
+use std::sync::Arc;
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use sentio_queue::{SqsBatchResponse, SqsEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let get = |name: &str| std::env::var(name).ok();
+    // Lambda instances share nothing, so results are remembered per instance only; scoring is
+    // deterministic, so another instance produces the same body for a redelivered item.
+    let worker = Arc::new(sentio_heavy::worker_from_env(
+        get,
+        sentio_heavy::ResultStore::in_memory(),
+    )?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let worker = worker.clone();
+        async move { Ok::<SqsBatchResponse, Error>(worker.handle(event.payload).await) }
+    }))
+    .await
+}

@@ -1,0 +1,423 @@
+//! The heavy tier, escalation and the nearline queue end to end, against real servers on
+//! 127.0.0.1: `sentio serve` (edge components + in-process heavy tier + queue + poller), moto's SQS
+//! server, cargo-lambda's runtime API emulator running the Lambda binaries, and a webhook receiver
+//! that verifies signatures.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use common::tiers::{LambdaFunction, Moto, WEBHOOK_SECRET, WebhookReceiver};
+use common::{Server, eventually, temp_dir};
+use serde_json::{Value, json};
+
+const ANGRY: &str = "This is the third time my order is late and nobody answers. I'm furious.";
+const HAPPY: &str = "Thank you so much, the agent fixed it in two minutes. Great service!";
+const WITH_PII: &str = "Refund it to my card 4111 1111 1111 1111 or email jane.doe@example.com";
+
+fn worker_env(receiver: &WebhookReceiver) -> Vec<(&'static str, String)> {
+    vec![
+        ("SENTIO_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+        ("SENTIO_DEFAULT_CALLBACK_URL", receiver.url.clone()),
+        ("SENTIO_QUEUE_VISIBILITY_SECS", "1".to_owned()),
+    ]
+}
+
+fn start(args: &[&str], envs: &[(&str, String)]) -> Server {
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Server::start_with(args, &envs)
+}
+
+fn submit_job(server: &Server, texts: &[&str], callback: &str) -> Value {
+    let items: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"id": format!("m{i}"), "text": t, "metadata": {"channel": "chat"}}))
+        .collect();
+    let body = json!({"items": items, "callback_url": callback}).to_string();
+    let response = server.post_json("/heavy/v1/jobs", &body);
+    assert_eq!(
+        response.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    response.json()
+}
+
+fn assert_delivered(receiver: &WebhookReceiver, item_ids: &[String], within: Duration) {
+    let all = eventually(within, || {
+        let got = receiver.by_id();
+        item_ids.iter().all(|id| got.contains_key(id))
+    });
+    assert!(
+        all,
+        "not every item was delivered: wanted {item_ids:?}, got {:?}",
+        receiver.by_id().keys().collect::<Vec<_>>()
+    );
+}
+
+fn item_ids(accepted: &Value) -> Vec<String> {
+    accepted["item_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn jobs_are_scored_once_per_item_and_survive_a_failing_webhook() {
+    // The receiver refuses the first three deliveries: those items are retried after the
+    // visibility timeout and still arrive, each with one result.
+    let receiver = WebhookReceiver::start(3);
+    let server = start(&[], &worker_env(&receiver));
+    let accepted = submit_job(&server, &[ANGRY, HAPPY, WITH_PII], &receiver.url);
+    let ids = item_ids(&accepted);
+    assert_eq!(accepted["queued"], 3);
+    assert_eq!(
+        ids[0],
+        format!("{}:m0", accepted["job_id"].as_str().unwrap())
+    );
+    assert_delivered(&receiver, &ids, Duration::from_secs(60));
+
+    let got = receiver.by_id();
+    for id in &ids {
+        let d = &got[id];
+        assert!(d.signature_ok, "signature of {id} does not verify");
+        assert_eq!(d.body["tier"], "nearline");
+        assert_eq!(d.body["model"]["id"], "sentio-sentiment-teacher");
+        assert_eq!(d.body["metadata"]["channel"], "chat");
+    }
+    assert_eq!(got[&ids[0]].body["result"]["label"], "negative");
+    assert_eq!(got[&ids[1]].body["result"]["label"], "positive");
+    let redacted = got[&ids[2]].body["result"]["redacted_text"]
+        .as_str()
+        .unwrap();
+    assert!(redacted.contains("<CREDIT_CARD>") && redacted.contains("<EMAIL_ADDRESS>"));
+    assert!(receiver.attempts.load(std::sync::atomic::Ordering::SeqCst) >= 6);
+    // Raw PII never reached the queue, the results or the logs.
+    let logs = server.logs();
+    for secret in ["4111 1111 1111 1111", "jane.doe@example.com", "furious"] {
+        assert!(!logs.contains(secret), "`{secret}` leaked into the log");
+        for d in got.values() {
+            assert!(!d.raw.contains(secret) || secret == "furious");
+        }
+    }
+}
+
+#[test]
+fn jobs_are_checked_before_anything_is_queued() {
+    let server = start(&[], &[]);
+    let cases = [
+        (json!({"items": []}), 422, "items"),
+        (
+            json!({"items": [{"text": "x"}], "callback_url": "http://10.1.2.3/hook"}),
+            422,
+            "callback_url",
+        ),
+        (
+            json!({"items": [{"text": "x"}], "callback_url": "http://127.0.0.1:1/h\r\nx: y"}),
+            422,
+            "callback_url",
+        ),
+        (
+            json!({"items": [{"text": "x", "id": "a b"}], "callback_url": "http://127.0.0.1:1/h"}),
+            422,
+            "items[0].id",
+        ),
+        (json!({"items": [{"text": 5}]}), 422, "items[0].text"),
+    ];
+    for (body, status, field) in cases {
+        let r = server.post_json("/heavy/v1/jobs", &body.to_string());
+        assert_eq!(
+            r.status,
+            status,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.json()["error"]["field"], field, "{body}");
+    }
+    let r = server.request("GET", "/heavy/v1/jobs", &[], b"");
+    assert_eq!(r.status, 405);
+    let r = server.request("GET", "/heavy/v1/healthz", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["queue"], "embedded");
+}
+
+#[test]
+fn low_confidence_and_priority_escalate_to_the_heavy_tier() {
+    let server = start(&[], &[]);
+    let body = json!({"text": "ok so the package came", "metadata": {"priority": "high"}});
+    let r = server.post_json("/classify-sentiment", &body.to_string());
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["tier"], "heavy", "{v}");
+    assert_eq!(v["model"]["id"], "sentio-sentiment-teacher");
+    assert_eq!(v["escalation"]["status"], "escalated");
+    assert_eq!(v["escalation"]["reason"], "priority");
+    assert_eq!(
+        v["escalation"]["edge"][0]["model"]["id"],
+        "sentio-sentiment-student"
+    );
+
+    // A confident edge answer at normal priority stays at the edge.
+    let r = server.post_json("/classify-sentiment", &json!({"text": HAPPY}).to_string());
+    let v = r.json();
+    assert_eq!(v["tier"], "edge", "{v}");
+    assert!(v.get("escalation").is_none());
+
+    // Confidence threshold 1.0: every answer is "unsure", so it escalates.
+    let server = start(&["--variable", "escalation_confidence_threshold=1"], &[]);
+    let r = server.post_json(
+        "/classify-sentiment",
+        &json!({"texts": [HAPPY, ANGRY]}).to_string(),
+    );
+    let v = r.json();
+    assert_eq!(v["tier"], "heavy", "{v}");
+    assert_eq!(v["escalation"]["reason"], "low_confidence");
+    assert_eq!(v["results"][1]["label"], "negative");
+}
+
+#[test]
+fn a_hanging_heavy_tier_costs_the_caller_the_budget_only_and_the_text_is_rescored_later() {
+    // A heavy tier that accepts connections and never answers.
+    let hanging = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hanging_addr = hanging.local_addr().unwrap();
+    let receiver = WebhookReceiver::start(0);
+    let env = worker_env(&receiver);
+    let heavy_url = format!("--variable=heavy_url=http://{hanging_addr}");
+    let origin = format!("--variable=heavy_origin=http://{hanging_addr}");
+    let server = start(
+        &[&heavy_url, &origin, "--variable=escalation_budget_ms=300"],
+        &env,
+    );
+    let body = json!({"text": WITH_PII, "metadata": {"priority": "high", "customer_id": "c-42"}});
+    let r = server.post_json("/classify-sentiment", &body.to_string());
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["tier"], "edge", "{v}");
+    let escalation = &v["escalation"];
+    // The overflow URL is on another origin than heavy_origin here, so queueing is refused by
+    // allowed_outbound_hosts: the answer says so and nothing waits.
+    assert_eq!(escalation["status"], "failed", "{v}");
+    assert!(
+        escalation["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within 225 ms"),
+        "{v}"
+    );
+    assert!(
+        escalation["elapsed_ms"].as_f64().unwrap() < 300.0 + 200.0,
+        "{v}"
+    );
+    drop(server);
+
+    // With the hanging heavy tier on the allowed origin too, the text is queued instead.
+    let server = start(
+        &[
+            &heavy_url,
+            "--variable=heavy_origin=http://127.0.0.1:*",
+            "--variable=escalation_budget_ms=300",
+        ],
+        &env,
+    );
+    let r = server.post_json("/classify-sentiment", &body.to_string());
+    let v = r.json();
+    let escalation = &v["escalation"];
+    assert_eq!(escalation["status"], "deferred", "{v}");
+    assert_eq!(escalation["reason"], "priority");
+    assert!(
+        escalation["elapsed_ms"].as_f64().unwrap() < 300.0 + 200.0,
+        "{v}"
+    );
+    let item = escalation["item_ids"][0].as_str().unwrap().to_owned();
+    assert_eq!(
+        item,
+        format!("{}:0", escalation["job_id"].as_str().unwrap())
+    );
+    assert_delivered(
+        &receiver,
+        std::slice::from_ref(&item),
+        Duration::from_secs(60),
+    );
+    let delivered = &receiver.by_id()[&item];
+    assert!(delivered.signature_ok);
+    assert_eq!(delivered.body["source"], "deferred_escalation");
+    assert_eq!(delivered.body["tier"], "nearline");
+    assert_eq!(delivered.body["metadata"]["customer_id"], "c-42");
+    assert!(!delivered.raw.contains("4111"), "raw PII reached the queue");
+    drop(hanging);
+}
+
+#[test]
+fn the_embedded_queue_keeps_accepted_items_across_kill_9() {
+    let receiver = WebhookReceiver::start(0);
+    let data = temp_dir("restart");
+    let data_env = ("SENTIO_DATA_DIR", data.to_string_lossy().into_owned());
+    // No webhook secret: no worker runs, items wait in the queue.
+    let mut first = start(&[], &[data_env.clone()]);
+    let accepted = submit_job(&first, &[ANGRY, HAPPY], &receiver.url);
+    first.kill();
+
+    let mut env = worker_env(&receiver);
+    env.push(data_env);
+    let _second = start(&[], &env);
+    let ids = item_ids(&accepted);
+    assert_delivered(&receiver, &ids, Duration::from_secs(60));
+    assert_eq!(receiver.by_id().len(), 2);
+}
+
+#[test]
+fn sqs_partial_failures_retry_and_poison_messages_end_in_the_dlq() {
+    let moto = Moto::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(sentio_queue::sqs::client(Some(&moto.endpoint), "us-east-1"));
+    let (queue_url, dlq_url) = rt
+        .block_on(sentio_queue::SqsQueue::create_with_dlq(
+            &client,
+            "tiers-test",
+            Duration::from_secs(1),
+            3,
+        ))
+        .unwrap();
+    let receiver = WebhookReceiver::start(2);
+    let mut env = worker_env(&receiver);
+    env.extend(moto.env());
+    env.push(("SENTIO_SQS_QUEUE_URL", queue_url.clone()));
+    env.push(("SENTIO_SQS_DLQ_URL", dlq_url.clone()));
+    let server = start(&[], &env);
+    let r = server.request("GET", "/heavy/v1/healthz", &[], b"");
+    assert_eq!(r.json()["queue"], "sqs");
+
+    let accepted = submit_job(&server, &[ANGRY, HAPPY, WITH_PII], &receiver.url);
+    // A message no worker can read, sent straight to the queue by a misbehaving producer.
+    let queue = rt.block_on(sentio_queue::SqsQueue::connect(
+        &sentio_queue::SqsSettings {
+            endpoint: Some(moto.endpoint.clone()),
+            region: "us-east-1".into(),
+            queue_url: queue_url.clone(),
+            dlq_url: Some(dlq_url.clone()),
+        },
+    ));
+    rt.block_on(queue.send(&["{not an envelope".to_owned()]))
+        .unwrap();
+
+    assert_delivered(&receiver, &item_ids(&accepted), Duration::from_secs(60));
+    let dead = eventually(Duration::from_secs(30), || {
+        rt.block_on(queue.depth()).unwrap().dead == 1
+    });
+    assert!(
+        dead,
+        "the poison message did not reach the DLQ: {:?}",
+        rt.block_on(queue.depth())
+    );
+    assert_eq!(
+        rt.block_on(queue.peek_dead_letters()).unwrap(),
+        ["{not an envelope"]
+    );
+    let depth = rt.block_on(queue.depth()).unwrap();
+    assert_eq!((depth.visible, depth.in_flight), (0, 0), "{depth:?}");
+    assert_eq!(receiver.by_id().len(), 3);
+}
+
+#[test]
+fn the_worker_lambda_scores_sqs_batches_under_the_runtime_emulator() {
+    let moto = Moto::start();
+    let receiver = WebhookReceiver::start(0);
+    let mut worker_env = worker_env(&receiver);
+    worker_env.push(("SENTIO_WEBHOOK_TIMEOUT_MS", "5000".to_owned()));
+    let worker = LambdaFunction::start("queue-worker", &worker_env);
+    let mut env = moto.env();
+    env.push(("SENTIO_WORKER_INVOKE_URL", worker.invoke_url()));
+    env.push(("SENTIO_QUEUE_VISIBILITY_SECS", "2".to_owned()));
+    let server = start(&[], &env);
+    let accepted = submit_job(&server, &[ANGRY, HAPPY], &receiver.url);
+    let ids = item_ids(&accepted);
+    assert_delivered(&receiver, &ids, Duration::from_secs(90));
+
+    // Duplicate delivery: the same envelope queued again (an SQS at-least-once redelivery) must
+    // not produce a second, different result.
+    let envelope = json!({
+        "version": 1, "job_id": "job_dup", "item_id": "job_dup:0", "source": "workflow",
+        "redacted_text": "The replacement part never arrived.", "enqueued_at_ms": 1,
+        "callback_url": receiver.url,
+    })
+    .to_string();
+    let overflow = || {
+        let r = server.request(
+            "POST",
+            "/heavy/v1/overflow",
+            &[("content-type", "application/json")],
+            envelope.as_bytes(),
+        );
+        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    };
+    overflow();
+    assert_delivered(
+        &receiver,
+        &["job_dup:0".to_owned()],
+        Duration::from_secs(60),
+    );
+    overflow();
+    // Both copies are consumed; `by_id` panics if they had produced different bodies.
+    assert!(
+        eventually(Duration::from_secs(30), || worker
+            .logs()
+            .contains("already_delivered: 1")),
+        "the second copy was not recognised: {}",
+        worker.logs()
+    );
+    assert_eq!(
+        receiver.by_id()["job_dup:0"].body["result"]["label"],
+        "negative"
+    );
+}
+
+#[test]
+fn the_heavy_lambda_answers_api_gateway_events_under_the_runtime_emulator() {
+    let heavy = LambdaFunction::start(
+        "heavy-classify",
+        &[("SENTIO_HEAVY_API_KEY", "k-123".to_owned())],
+    );
+    let event = |key: &str| {
+        let mut event: Value =
+            serde_json::from_str(include_str!("fixtures/apigw-v2-classify.json")).unwrap();
+        event["headers"]["x-api-key"] = json!(key);
+        event.to_string()
+    };
+    let invoke = |body: String| {
+        common::http_request(
+            &heavy.addr(),
+            "POST",
+            "/2015-03-31/functions/_/invocations",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+    };
+    let r = invoke(event("k-123"));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let response = r.json();
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let answer: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(answer["tier"], "heavy");
+    assert_eq!(answer["results"][0]["label"], "negative");
+    assert_eq!(answer["results"][1]["label"], "positive");
+    assert!(
+        answer["results"][0]["redacted_text"]
+            .as_str()
+            .unwrap()
+            .contains("<EMAIL_ADDRESS>")
+    );
+
+    let r = invoke(event("wrong"));
+    let response = r.json();
+    assert_eq!(response["statusCode"], 401, "{response}");
+    let heavy_logs = heavy.logs();
+    assert!(
+        !heavy_logs.contains("angry.customer@example.com"),
+        "PII in the Lambda log"
+    );
+}
