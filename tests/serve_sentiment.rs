@@ -10,9 +10,11 @@ use std::time::Duration;
 use common::Server;
 use serde_json::{Value, json};
 
+/// The edge alone: routing to the other tiers is off (empty URLs), so every answer is the
+/// student's. `tests/tiers.rs` covers escalation.
 fn server() -> Server {
     common::component_path("edge_classify.preinit");
-    Server::start(&[])
+    Server::start(&["--variable", "heavy_url=", "--variable", "overflow_url="])
 }
 
 fn classify(server: &Server, body: Value) -> common::Response {

@@ -258,7 +258,7 @@ fn the_embedded_queue_keeps_accepted_items_across_kill_9() {
     let data = temp_dir("restart");
     let data_env = ("SENTIO_DATA_DIR", data.to_string_lossy().into_owned());
     // No webhook secret: no worker runs, items wait in the queue.
-    let mut first = start(&[], &[data_env.clone()]);
+    let mut first = start(&[], std::slice::from_ref(&data_env));
     let accepted = submit_job(&first, &[ANGRY, HAPPY], &receiver.url);
     first.kill();
 

@@ -204,7 +204,8 @@ mod tests {
 
     #[test]
     fn bad_envelopes_name_their_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Envelope)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Envelope)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("version", Box::new(|e| e.version = 2)),
             ("job_id", Box::new(|e| e.job_id = String::new())),
             ("item_id", Box::new(|e| e.item_id = "a b".into())),

@@ -341,7 +341,7 @@ impl App {
             }
         };
         let response = (route.handler)(Request::from_parts(parts, bytes)).await;
-        response.map(|b| full_body(b))
+        response.map(full_body)
     }
 
     /// Handles one request: route, fresh instance, response.

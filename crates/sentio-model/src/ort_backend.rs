@@ -4,8 +4,9 @@
 //! (`sentio bench heavy` times both in one run when built with the feature).
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
+use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::Tensor;
 
@@ -27,19 +28,33 @@ impl OrtBackend {
         threads: usize,
     ) -> Result<Self, ModelError> {
         let load = |e: String| ModelError::ModelLoad(format!("onnxruntime: {e}"));
-        // The first call loads the library; later calls find it loaded.
-        let _ = ort::init_from(dylib)
-            .map_err(|e| load(format!("{} ({e})", dylib.display())))?
-            .commit();
-        let session = Session::builder()
-            .and_then(|b| b.with_intra_threads(threads))
-            .and_then(|mut b| b.commit_from_memory(onnx))
+        let environment = environment(dylib).map_err(load)?;
+        let mut builder = Session::builder(&environment)
+            .map_err(|e| load(e.to_string()))?
+            .with_intra_threads(threads)
+            .map_err(|e| load(e.to_string()))?;
+        let session = builder
+            .commit_from_memory(onnx)
             .map_err(|e| load(e.to_string()))?;
         Ok(Self {
             session: Mutex::new(session),
             labels,
         })
     }
+}
+
+/// The library is loaded once per process: the first `dylib` given wins.
+fn environment(dylib: &Path) -> Result<Environment, String> {
+    static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+    ENVIRONMENT
+        .get_or_init(|| {
+            ort::init_from(dylib)
+                .map_err(|e| format!("loading {}: {e}", dylib.display()))?
+                .with_name("sentio")
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
 }
 
 impl Backend for OrtBackend {

@@ -105,7 +105,7 @@ pub fn verify(
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -133,7 +133,9 @@ mod tests {
     #[test]
     fn refusals_table() {
         let header = sign(SECRET, 1_000, b"body");
-        let cases: Vec<(&str, &[u8], &[u8], u64, SignatureError)> = vec![
+        // (header, body, secret, now, expected refusal)
+        type Case<'a> = (&'a str, &'a [u8], &'a [u8], u64, SignatureError);
+        let cases: Vec<Case> = vec![
             (&header, b"body!", SECRET, 1_000, SignatureError::Mismatch),
             (
                 &header,
