@@ -35,6 +35,8 @@ pub struct Server {
     child: Child,
     pub addr: String,
     pub output: Arc<Mutex<String>>,
+    /// The data directory this server was given, removed on drop.
+    own_data_dir: Option<PathBuf>,
 }
 
 impl Server {
@@ -51,6 +53,8 @@ impl Server {
         let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         component_path("edge_redact");
         let root = workspace_root();
+        let own_data_dir =
+            (!envs.iter().any(|(k, _)| *k == "SENTIO_DATA_DIR")).then(|| temp_dir("data"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_sentio"))
             .current_dir(&root)
             .args([
@@ -63,7 +67,11 @@ impl Server {
             .args(extra_args)
             .env("SENTIO_CACHE_DIR", root.join("target/sentio-test-cache"))
             .env("SENTIO_LOG", "debug,wasmtime=warn,cranelift=warn")
-            .env("SENTIO_DATA_DIR", temp_dir("data"))
+            .envs(
+                own_data_dir
+                    .iter()
+                    .map(|d| ("SENTIO_DATA_DIR", d.as_os_str())),
+            )
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -99,6 +107,7 @@ impl Server {
             child,
             addr,
             output,
+            own_data_dir,
         }
     }
 
@@ -138,6 +147,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.own_data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

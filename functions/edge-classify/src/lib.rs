@@ -258,7 +258,7 @@ async fn route_onward(response: &mut ClassifyResponse, config: &RoutingConfig) {
                     }
                 }
                 Ok((status, _)) => format!("heavy tier answered {status}"),
-                Err(detail) => detail,
+                Err(detail) => format!("heavy tier: {detail}"),
             };
             (reason, Some(detail))
         }
