@@ -21,12 +21,15 @@ use sentio_core::envelope::{
     ENVELOPE_VERSION, Envelope, EnvelopeSource, check_callback_url, check_id, job_id_from,
 };
 use sentio_core::sentiment_api::{self, Tier, sentiment_policy};
-use sentio_core::{ApiError, Metadata};
+use sentio_core::{ApiError, EdgeConfig, Metadata};
 use sentio_model::{Classifier, ModelInfo};
 use sentio_queue::{Queue, now_ms};
 use sentio_redact::{Engine, RequestScope};
 
 use crate::HeavyConfig;
+
+/// `sentiment_api::classify` and `sentiment_api::analyze_conversation`.
+type Endpoint<T> = fn(&Engine, &dyn Classifier, &EdgeConfig, &[u8], Tier) -> Result<T, ApiError>;
 
 /// Built once per cold start (or per `sentio serve`) and shared by every request.
 pub struct HeavyTier {
@@ -137,37 +140,32 @@ impl HeavyTier {
             return Err(ApiError::PayloadTooLarge { limit_bytes: limit });
         }
         match path.as_str() {
-            "/v1/classify" => {
-                let this = self.clone();
-                let answer = blocking(move || {
-                    sentiment_api::classify(
-                        &this.engine,
-                        this.classifier.as_ref(),
-                        &this.config.api,
-                        &body,
-                        Tier::Heavy,
-                    )
-                })
-                .await?;
-                Ok((200, to_json(&answer)?))
-            }
+            "/v1/classify" => self.answer(body, sentiment_api::classify).await,
             "/v1/analyze-conversation" => {
-                let this = self.clone();
-                let answer = blocking(move || {
-                    sentiment_api::analyze_conversation(
-                        &this.engine,
-                        this.classifier.as_ref(),
-                        &this.config.api,
-                        &body,
-                        Tier::Heavy,
-                    )
-                })
-                .await?;
-                Ok((200, to_json(&answer)?))
+                self.answer(body, sentiment_api::analyze_conversation).await
             }
             "/v1/jobs" => self.submit_job(&body).await,
             _ => self.accept_overflow(&body).await,
         }
+    }
+
+    /// Runs one of core's endpoint functions with the teacher, off the async threads.
+    async fn answer<T: Serialize + Send + 'static>(
+        self: Arc<Self>,
+        body: Bytes,
+        endpoint: Endpoint<T>,
+    ) -> Result<(u16, Vec<u8>), ApiError> {
+        let answer = blocking(move || {
+            endpoint(
+                &self.engine,
+                self.classifier.as_ref(),
+                &self.config.api,
+                &body,
+                Tier::Heavy,
+            )
+        })
+        .await?;
+        Ok((200, to_json(&answer)?))
     }
 
     fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
