@@ -51,6 +51,11 @@ fn env_number(name: &str, default: u64) -> Result<u64> {
     }
 }
 
+/// `SENTIO_DATA_DIR`: the embedded queue and the worker's results live below it.
+fn data_dir() -> PathBuf {
+    PathBuf::from(env("SENTIO_DATA_DIR").unwrap_or_else(|| ".sentio-data".into()))
+}
+
 async fn open_queue() -> Result<Queue> {
     let visibility = Duration::from_secs(env_number("SENTIO_QUEUE_VISIBILITY_SECS", 30)?);
     let max_receives = env_number("SENTIO_QUEUE_MAX_RECEIVES", 5)? as u32;
@@ -79,7 +84,7 @@ async fn open_queue() -> Result<Queue> {
         };
         return Ok(Queue::Sqs(sentio_queue::SqsQueue::connect(&settings).await));
     }
-    let dir = PathBuf::from(env("SENTIO_DATA_DIR").unwrap_or_else(|| ".sentio-data".into()));
+    let dir = data_dir();
     let queue = EmbeddedQueue::open(
         &dir.join("queue"),
         EmbeddedSettings {
@@ -131,8 +136,7 @@ pub async fn start() -> Result<Stack> {
         ));
         tracing::info!("queue poller started; worker: Lambda invoke URL");
     } else if config.webhook_secret.is_some() {
-        let dir = PathBuf::from(env("SENTIO_DATA_DIR").unwrap_or_else(|| ".sentio-data".into()));
-        let results = ResultStore::open(&dir.join("worker"))?;
+        let results = ResultStore::open(&data_dir().join("worker"))?;
         let worker = Arc::new(Worker::new(
             sentio_heavy::build_engine(&config)?,
             classifier,

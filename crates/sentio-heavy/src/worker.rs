@@ -165,7 +165,7 @@ impl Worker {
         let mut stats = WorkerStats::default();
         let mut failed: Vec<String> = Vec::new();
         // (message id, envelope) still to score, and (message id, item id, body, url) to deliver.
-        let mut to_score: Vec<(String, Envelope)> = Vec::new();
+        let mut to_score: Vec<(String, Envelope, String)> = Vec::new();
         let mut to_deliver: Vec<(String, String, String, String)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for record in event.records {
@@ -191,7 +191,7 @@ impl Worker {
             match self.results.get(&envelope.item_id) {
                 Some(r) if r.delivered => stats.already_delivered += 1,
                 Some(r) => to_deliver.push((record.message_id, r.item_id, r.body, url)),
-                None => to_score.push((record.message_id, envelope)),
+                None => to_score.push((record.message_id, envelope, url)),
             }
         }
 
@@ -199,8 +199,7 @@ impl Worker {
             match self.score(&to_score).await {
                 Ok(bodies) => {
                     stats.scored += bodies.len();
-                    for ((message_id, envelope), body) in to_score.into_iter().zip(bodies) {
-                        let url = self.callback_for(&envelope).expect("checked above");
+                    for ((message_id, envelope, url), body) in to_score.into_iter().zip(bodies) {
                         self.results.put(StoredResult {
                             item_id: envelope.item_id.clone(),
                             body: body.clone(),
@@ -211,7 +210,7 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, items = to_score.len(), "scoring failed");
-                    failed.extend(to_score.into_iter().map(|(id, _)| id));
+                    failed.extend(to_score.into_iter().map(|(id, _, _)| id));
                 }
             }
         }
@@ -261,9 +260,12 @@ impl Worker {
     }
 
     /// One model call per `sentences` setting; returns the delivery body of each item, in order.
-    async fn score(self: &Arc<Self>, items: &[(String, Envelope)]) -> Result<Vec<String>, String> {
+    async fn score(
+        self: &Arc<Self>,
+        items: &[(String, Envelope, String)],
+    ) -> Result<Vec<String>, String> {
         let this = self.clone();
-        let envelopes: Vec<Envelope> = items.iter().map(|(_, e)| e.clone()).collect();
+        let envelopes: Vec<Envelope> = items.iter().map(|(_, e, _)| e.clone()).collect();
         tokio::task::spawn_blocking(move || {
             let policy =
                 sentiment_policy(&this.engine, &this.config.api).map_err(|e| e.to_string())?;

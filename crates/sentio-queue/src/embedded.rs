@@ -231,6 +231,7 @@ impl EmbeddedQueue {
         let mut state = self.lock();
         let now = Instant::now();
         let mut out = Vec::new();
+        let mut records = Vec::new();
         let mut to_dead = Vec::new();
         let mut next_visible: Option<Instant> = None;
         for (&seq, m) in state.live.iter_mut() {
@@ -249,6 +250,7 @@ impl EmbeddedQueue {
             }
             m.receive_count += 1;
             m.invisible_until = Some(now + self.settings.visibility_timeout);
+            records.push(Record::Receive { seq });
             out.push(Received {
                 message_id: format!("m-{seq}"),
                 receipt: format!("{seq}:{}", m.receive_count),
@@ -257,12 +259,6 @@ impl EmbeddedQueue {
                 sent_at_ms: m.sent_at_ms,
             });
         }
-        let mut records: Vec<Record> = out
-            .iter()
-            .map(|r| Record::Receive {
-                seq: parse_receipt(&r.receipt).map_or(0, |(s, _)| s),
-            })
-            .collect();
         records.extend(to_dead.iter().map(|&seq| Record::Dead { seq }));
         if !records.is_empty() {
             Self::append(&mut state, &records, !to_dead.is_empty())?;
