@@ -29,6 +29,16 @@ ensure_tools() {
   export ORT_DYLIB_PATH
 }
 
+# Debian's Chromium and the pinned playwright-core (tests/web/package-lock.json) for the browser
+# tests. Playwright never downloads a browser here: the tests launch /usr/bin/chromium.
+ensure_browser() {
+  if ! command -v chromium >/dev/null; then
+    apt-get install -y -q chromium >/dev/null ||
+      { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  fi
+  (cd tests/web && npm ci --no-audit --no-fund --silent)
+}
+
 # Builds the `sentio` binary, the Lambda binaries (native, for the local emulator tests) and the
 # edge components, then writes the pre-initialized components that spin.toml serves.
 build_system() {

@@ -4,14 +4,17 @@ use std::collections::BTreeMap;
 use std::io::{BufRead as _, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod batch;
 mod bench;
 mod bench_classify;
 mod bench_heavy;
+mod plot;
 mod stack;
 
 #[derive(Parser)]
@@ -70,6 +73,59 @@ enum Command {
         #[command(subcommand)]
         what: BenchTarget,
     },
+    /// Redact and classify texts natively: an argument, a file or stdin; plain lines, JSON
+    /// lines or CSV in; JSON lines out (one per text, input fields under `input`).
+    ///
+    /// Examples:
+    ///   sentio classify "the parcel never came"
+    ///   sentio classify --file tickets.csv --text-field body > scored.jsonl
+    ///   cat chats.jsonl | sentio classify --format jsonl --teacher
+    ///
+    /// Long files show a progress line (rate and ETA) on stderr when it is a terminal.
+    Classify {
+        /// The text; reads --file or stdin when absent.
+        text: Option<String>,
+        #[command(flatten)]
+        input: batch::Input,
+        #[command(flatten)]
+        model: batch::ModelChoice,
+        /// Show the progress line even when stderr is not a terminal.
+        #[arg(long)]
+        progress: bool,
+    },
+    /// Score a labeled file: accuracy, macro-F1, per-class precision/recall, the confusion
+    /// matrix, and the same per segment (`--segment channel`), as tables and SVG plots.
+    ///
+    /// Gold labels are `negative`/`neutral`/`positive` or numbers (the sign decides).
+    /// Example: sentio eval --file labeled.jsonl --segment channel --plots eval-plots/
+    Eval {
+        #[command(flatten)]
+        input: batch::Input,
+        /// The field (JSON lines) or column (CSV) with the gold label.
+        #[arg(long, default_value = "label")]
+        label_field: String,
+        /// Break the scores down by this metadata field (repeatable).
+        #[arg(long = "segment")]
+        segments: Vec<String>,
+        #[command(flatten)]
+        model: batch::ModelChoice,
+        /// Write confusion.svg and segments.svg here.
+        #[arg(long)]
+        plots: Option<PathBuf>,
+        #[arg(long)]
+        progress: bool,
+    },
+    /// The feedback loop: `sentio feedback export` writes every human correction as a
+    /// training example (redacted text, corrected label, original prediction), JSON lines.
+    Feedback {
+        #[command(subcommand)]
+        what: FeedbackCommand,
+    },
+    /// API keys for SENTIO_ACCESS_FILE.
+    Keys {
+        #[command(subcommand)]
+        what: KeysCommand,
+    },
     /// List the entity types the built-in engine knows.
     Entities,
     /// Pre-initialize a component (Wizer snapshot after its `sentio-preinit` export ran), so
@@ -79,6 +135,39 @@ enum Command {
         input: PathBuf,
         /// Where to write the pre-initialized component (what spin.toml's `source` names).
         output: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeedbackCommand {
+    /// Join the audit trail and the corrections into a training set.
+    Export {
+        /// `sentio serve`'s data directory (its `audit/` holds the trail).
+        #[arg(long, env = "SENTIO_DATA_DIR", default_value = ".sentio-data")]
+        data_dir: PathBuf,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new random key: prints the key once (give it to the client) and the entry for
+    /// the access file (which stores only its SHA-256).
+    New {
+        #[arg(long)]
+        tenant: String,
+        /// Names the key in the file and in metrics.
+        #[arg(long)]
+        id: String,
+        /// redact, classify, feedback, audit, metrics, dashboard (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        #[arg(long, default_value_t = 50.0)]
+        rate_per_second: f64,
+        #[arg(long, default_value_t = 100)]
+        burst: u32,
     },
 }
 
@@ -187,6 +276,84 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::Classify {
+            text,
+            input,
+            model,
+            progress,
+        } => batch::classify(text, &input, &model, progress),
+        Command::Eval {
+            input,
+            label_field,
+            segments,
+            model,
+            plots,
+            progress,
+        } => batch::eval(
+            &input,
+            &label_field,
+            &segments,
+            &model,
+            plots.as_deref(),
+            progress,
+        ),
+        Command::Feedback {
+            what: FeedbackCommand::Export { data_dir, out },
+        } => {
+            let dir = data_dir.join("audit");
+            if !dir.exists() {
+                bail!(
+                    "no audit trail in {} (pass the data directory `sentio serve` used with --data-dir)",
+                    dir.display()
+                );
+            }
+            let written = match out {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(
+                        std::fs::File::create(&path)
+                            .with_context(|| format!("creating {}", path.display()))?,
+                    );
+                    let n = sentio_ops::audit::export_training_set(&dir, &mut file)?;
+                    file.flush()?;
+                    n
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut lock = stdout.lock();
+                    sentio_ops::audit::export_training_set(&dir, &mut lock)?
+                }
+            };
+            eprintln!("exported {written} corrected predictions");
+            Ok(())
+        }
+        Command::Keys {
+            what:
+                KeysCommand::New {
+                    tenant,
+                    id,
+                    scopes,
+                    rate_per_second,
+                    burst,
+                },
+        } => {
+            let mut random = [0u8; 24];
+            getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let key: String = format!(
+                "sk_{}",
+                random
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            );
+            let entry = format!(
+                "[[key]]\nid = {id:?}\ntenant = {tenant:?}\nsha256 = \"{}\"\nscopes = {scopes:?}\nrate_per_second = {rate_per_second}\nburst = {burst}\n",
+                sentio_ops::access::hash_key(&key)
+            );
+            // Check the entry parses exactly as the server will read it.
+            sentio_ops::access::AccessControl::from_toml(&entry)?;
+            println!("# key (shown once): {key}\n{entry}");
+            Ok(())
+        }
         Command::Entities => {
             let engine = sentio_redact::Engine::builtin()?;
             for entity in engine.supported_entities() {
@@ -221,12 +388,22 @@ fn serve(mut options: sentio_host::HostOptions, listen: SocketAddr) -> Result<()
                 options.variables.insert(name.to_owned(), value);
             }
         }
-        let app = sentio_host::App::load_with(&options, vec![stack.route.clone()])?;
+        let gateway = stack::gateway(&stack)?;
+        let mut native = sentio_ops::routes::native_routes(&gateway);
+        native.push(stack.route.clone());
+        let access = if gateway.0.access.is_open() {
+            "open (no SENTIO_ACCESS_FILE: every request admitted, CORS same-origin only)"
+        } else {
+            "API keys from SENTIO_ACCESS_FILE"
+        };
+        let app = sentio_host::App::load_with(&options, native, Some(Arc::new(gateway)))?;
         for (route, component) in app.routes() {
             println!("route {route} -> {component}");
         }
         println!("route {}/... -> heavy tier (native)", stack::HEAVY_PREFIX);
         println!("queue {}", stack.queue.kind());
+        println!("access {access}");
+        println!("dashboard http://{addr}/dashboard  widget demo http://{addr}/web/demo.html");
         println!("listening on http://{addr}");
         std::io::stdout().flush()?;
         let shutdown = async {

@@ -15,6 +15,8 @@
 //! | `SENTIO_POLLER_BATCH_SIZE` | 10 | messages per worker invocation |
 //! | `SENTIO_WORKER_INVOKE_URL` | – | invoke the worker Lambda there instead of in-process |
 //! | `SENTIO_WEBHOOK_SECRET` | – | signs deliveries; without it no worker runs |
+//! | `SENTIO_ACCESS_FILE` | – | API keys, scopes, rate limits, CORS origins (see `sentio_ops::access`); open without |
+//! | `SENTIO_DRIFT_WINDOW_SECS` | 300 | the dashboard's recent window, compared with the hour before it |
 //!
 //! plus the heavy tier's `SENTIO_*` variables (see `sentio_heavy::HeavyConfig`).
 
@@ -170,6 +172,58 @@ pub async fn start() -> Result<Stack> {
         queue,
         shutdown,
     })
+}
+
+/// The gateway around every request: access rules, metrics, the dashboard's window, the audit
+/// trail in `SENTIO_DATA_DIR/audit`. A task samples the queue's depth into the metrics.
+pub fn gateway(stack: &Stack) -> Result<sentio_ops::Gateway> {
+    let access = match env("SENTIO_ACCESS_FILE") {
+        None => sentio_ops::access::AccessControl::open(),
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading SENTIO_ACCESS_FILE {path}"))?;
+            sentio_ops::access::AccessControl::from_toml(&text)
+                .with_context(|| format!("SENTIO_ACCESS_FILE {path}"))?
+        }
+    };
+    let settings = sentio_ops::dashboard::WindowSettings {
+        current_ms: env_number("SENTIO_DRIFT_WINDOW_SECS", 300)? * 1000,
+        ..Default::default()
+    };
+    let audit = sentio_ops::audit::AuditLog::open(&data_dir().join("audit"))?;
+    let gateway = sentio_ops::Gateway(Arc::new(sentio_ops::GatewayState {
+        access,
+        metrics: sentio_ops::metrics::Metrics::default(),
+        dashboard: sentio_ops::dashboard::Dashboard::new(settings),
+        audit: Some(audit),
+    }));
+    let state = gateway.0.clone();
+    let queue = stack.queue.clone();
+    let mut stop = stack.shutdown.subscribe();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let Ok(depth) = queue.depth().await else {
+                continue;
+            };
+            let now = sentio_ops::now_ms();
+            let gauges = sentio_ops::metrics::QueueGauges {
+                visible: depth.visible,
+                in_flight: depth.in_flight,
+                dead: depth.dead,
+                oldest_age_seconds: depth
+                    .oldest_sent_at_ms
+                    .map(|at| now.saturating_sub(at) as f64 / 1000.0),
+            };
+            state.metrics.set_queue(gauges);
+            state.dashboard.record_queue(now, gauges);
+        }
+    });
+    Ok(gateway)
 }
 
 /// One synchronous Lambda invoke with the event; the function's error is a failed batch.

@@ -152,6 +152,15 @@ fn parse_usize(
 }
 
 impl EdgeConfig {
+    /// This configuration as `tenant` sees it: the hash operator, pseudonyms and input hashes
+    /// use the tenant's own key, derived from `redact_hash_key`.
+    pub fn for_tenant(mut self, tenant: Option<&str>) -> Self {
+        if let (Some(tenant), Some(key)) = (tenant, self.hash_key.as_deref()) {
+            self.hash_key = Some(crate::context::tenant_key(key, tenant));
+        }
+        self
+    }
+
     /// Every variable the edge components read.
     pub const VARIABLES: &'static [&'static str] = &[
         "max_body_bytes",

@@ -24,6 +24,10 @@ pub enum ApiError {
     },
     #[error("missing or wrong API key: send it as `{header}`")]
     Unauthorized { header: &'static str },
+    #[error("forbidden: {detail}")]
+    Forbidden { detail: String },
+    #[error("rate limit reached: retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("no endpoint at {path}")]
     NotFound { path: String },
     #[error("bad request: {detail}")]
@@ -42,11 +46,13 @@ impl ApiError {
         match self {
             Self::MalformedJson { .. } | Self::InvalidUtf8 { .. } | Self::BadRequest { .. } => 400,
             Self::Unauthorized { .. } => 401,
+            Self::Forbidden { .. } => 403,
             Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::PayloadTooLarge { .. } => 413,
             Self::UnsupportedMediaType { .. } => 415,
             Self::InvalidField { .. } => 422,
+            Self::RateLimited { .. } => 429,
             Self::Internal { .. } => 500,
             Self::Unavailable { .. } => 503,
             Self::Timeout { .. } => 504,
@@ -63,6 +69,8 @@ impl ApiError {
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unauthorized { .. } => "unauthorized",
+            Self::Forbidden { .. } => "forbidden",
+            Self::RateLimited { .. } => "rate_limited",
             Self::NotFound { .. } => "not_found",
             Self::BadRequest { .. } => "bad_request",
             Self::Timeout { .. } => "timeout",
@@ -139,6 +147,24 @@ mod tests {
                 405,
             ),
             (ApiError::NotFound { path: "/".into() }, 404),
+            (
+                ApiError::Forbidden {
+                    detail: String::new(),
+                },
+                403,
+            ),
+            (
+                ApiError::RateLimited {
+                    retry_after_secs: 1,
+                },
+                429,
+            ),
+            (
+                ApiError::Unauthorized {
+                    header: "authorization",
+                },
+                401,
+            ),
             (
                 ApiError::Internal {
                     detail: String::new(),

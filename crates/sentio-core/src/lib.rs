@@ -4,6 +4,7 @@
 //! Pure Rust with no I/O: compiles for native targets and `wasm32-wasip2`.
 
 pub mod config;
+pub mod context;
 pub mod envelope;
 pub mod error;
 pub mod http;
@@ -14,6 +15,7 @@ pub mod sentiment_api;
 pub mod texts;
 
 pub use config::{ConfigError, EdgeConfig, EscalationThresholds, RoutingConfig};
+pub use context::RequestContext;
 pub use envelope::Envelope;
 pub use error::ApiError;
 pub use metadata::{Metadata, Priority};

@@ -155,9 +155,14 @@ pub fn merge_heavy_answer(
             confidence: mine.confidence,
             model: response.model.clone(),
         });
-        // The edge's redaction counts stay: the heavy tier only saw tags where PII was.
-        let pii = std::mem::take(&mut mine.pii);
-        *mine = TextSentiment { pii, ..theirs };
+        // The edge's redaction counts, prediction id and input hash stay: the heavy tier only
+        // saw tags where PII was, and feedback names the prediction the caller received.
+        *mine = TextSentiment {
+            pii: std::mem::take(&mut mine.pii),
+            prediction_id: mine.prediction_id.take(),
+            input_hash: mine.input_hash.take(),
+            ..theirs
+        };
     }
     response.tier = Tier::Heavy;
     response.model = answer.model;
@@ -209,6 +214,7 @@ mod tests {
 
     fn result(confidence: f32) -> TextSentiment {
         TextSentiment {
+            prediction_id: Some("req_1.0".into()),
             label: Label::Neutral,
             scores: Scores::EMPTY_TEXT,
             confidence,
@@ -219,6 +225,7 @@ mod tests {
             chunks: 1,
             redacted_text: "hi <EMAIL_ADDRESS>".into(),
             pii: [("EMAIL_ADDRESS".to_owned(), 1)].into(),
+            input_hash: None,
         }
     }
 
@@ -269,6 +276,7 @@ mod tests {
 
     fn response() -> ClassifyResponse {
         ClassifyResponse {
+            request_id: "req_1".into(),
             output: ClassifyOutput::Many {
                 results: vec![result(0.4)],
             },
@@ -295,6 +303,7 @@ mod tests {
         let mut heavy = result(0.95);
         heavy.label = Label::Negative;
         heavy.pii.clear();
+        heavy.prediction_id = Some("req_heavy.0".into());
         let teacher = ModelInfo {
             id: "teacher".into(),
             ..response().model
@@ -312,6 +321,7 @@ mod tests {
         };
         assert_eq!(results[0].label, Label::Negative);
         assert_eq!(results[0].pii["EMAIL_ADDRESS"], 1, "edge pii counts kept");
+        assert_eq!(results[0].prediction_id.as_deref(), Some("req_1.0"));
         let outcome = r.escalation.unwrap();
         assert_eq!(outcome.status, EscalationStatus::Escalated);
         assert_eq!(outcome.edge[0].model.id, "student");

@@ -11,7 +11,7 @@ use sentio_model::{Classification, Classifier, ClassifyOptions, Label, ModelInfo
 use sentio_redact::{Engine, Policy, PolicySpec, RequestScope, Span};
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiError, EdgeConfig, EscalationThresholds, Metadata, Texts};
+use crate::{ApiError, EdgeConfig, EscalationThresholds, Metadata, RequestContext, Texts};
 
 /// Which tier produced an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +60,9 @@ pub struct SentenceSentiment {
 /// The answer for one text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TextSentiment {
+    /// Names this prediction in feedback and the audit trail (`<request id>.<index>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction_id: Option<String>,
     pub label: Label,
     pub scores: Scores,
     pub confidence: f32,
@@ -76,6 +79,9 @@ pub struct TextSentiment {
     /// Entity type to how many were redacted (never the values).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pii: BTreeMap<String, usize>,
+    /// Keyed hash of the raw text (see [`crate::context::input_hash`]); absent without a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_hash: Option<String>,
 }
 
 /// Milliseconds spent, per stage.
@@ -111,6 +117,7 @@ impl ClassifyOutput {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassifyResponse {
+    pub request_id: String,
     #[serde(flatten)]
     pub output: ClassifyOutput,
     pub tier: Tier,
@@ -210,6 +217,7 @@ fn text_sentiment(
         })
         .collect();
     TextSentiment {
+        prediction_id: None,
         label: c.label,
         polarity: c.scores.polarity(),
         scores: c.scores,
@@ -220,6 +228,7 @@ fn text_sentiment(
         chunks: c.chunks,
         redacted_text,
         pii,
+        input_hash: None,
     }
 }
 
@@ -230,6 +239,7 @@ pub fn classify(
     config: &EdgeConfig,
     body: &[u8],
     tier: Tier,
+    ctx: &RequestContext,
 ) -> Result<ClassifyResponse, ApiError> {
     let request: ClassifyRequest = crate::http::parse_json(body)?;
     let (texts, one) =
@@ -247,12 +257,14 @@ pub fn classify(
     let mut scope = RequestScope::default();
     let (mut results, timing) =
         redact_and_classify(engine, &policy, &mut scope, classifier, &borrowed, &options)?;
+    ctx.stamp(&mut results, &borrowed, 0, config.hash_key.as_deref());
     let output = if one {
         ClassifyOutput::One(results.remove(0))
     } else {
         ClassifyOutput::Many { results }
     };
     Ok(ClassifyResponse {
+        request_id: ctx.request_id.clone(),
         output,
         tier,
         model: classifier.model().clone(),
@@ -428,6 +440,7 @@ impl ConversationTracker {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ConversationResponse {
+    pub request_id: String,
     pub turns: Vec<TurnSentiment>,
     pub speakers: BTreeMap<Speaker, SpeakerTrajectory>,
     /// Absent when the customer has not spoken.
@@ -446,6 +459,7 @@ pub fn analyze_conversation(
     config: &EdgeConfig,
     body: &[u8],
     tier: Tier,
+    ctx: &RequestContext,
 ) -> Result<ConversationResponse, ApiError> {
     let request: ConversationRequest = crate::http::parse_json(body)?;
     if request.turns.is_empty() {
@@ -482,8 +496,9 @@ pub fn analyze_conversation(
         max_sentences: 0,
     };
     let mut scope = RequestScope::default();
-    let (results, timing) =
+    let (mut results, timing) =
         redact_and_classify(engine, &policy, &mut scope, classifier, &texts, &options)?;
+    ctx.stamp(&mut results, &texts, 0, config.hash_key.as_deref());
 
     let mut tracker = ConversationTracker::new(thresholds);
     let turns = request
@@ -502,6 +517,7 @@ pub fn analyze_conversation(
         })
         .collect();
     Ok(ConversationResponse {
+        request_id: ctx.request_id.clone(),
         turns,
         speakers: tracker.speakers().clone(),
         customer_sentiment: tracker.customer_sentiment(),
@@ -570,6 +586,8 @@ pub struct SentimentStream<'a> {
     tracker: ConversationTracker,
     options: ClassifyOptions,
     seq: usize,
+    ctx: RequestContext,
+    hash_key: Option<Vec<u8>>,
 }
 
 impl<'a> SentimentStream<'a> {
@@ -577,8 +595,11 @@ impl<'a> SentimentStream<'a> {
         engine: &'a Engine,
         classifier: &'a dyn Classifier,
         config: &EdgeConfig,
+        ctx: RequestContext,
     ) -> Result<Self, ApiError> {
         Ok(Self {
+            ctx,
+            hash_key: config.hash_key.clone(),
             policy: sentiment_policy(engine, config)?,
             engine,
             classifier,
@@ -665,6 +686,12 @@ impl<'a> SentimentStream<'a> {
             &[message.text.as_str()],
             &self.options,
         )?;
+        self.ctx.stamp(
+            &mut results,
+            &[message.text.as_str()],
+            self.seq - 1,
+            self.hash_key.as_deref(),
+        );
         Ok((message, results.remove(0), timing))
     }
 }

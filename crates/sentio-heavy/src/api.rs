@@ -21,7 +21,7 @@ use sentio_core::envelope::{
     ENVELOPE_VERSION, Envelope, EnvelopeSource, check_callback_url, check_id, job_id_from,
 };
 use sentio_core::sentiment_api::{self, Tier, sentiment_policy};
-use sentio_core::{ApiError, EdgeConfig, Metadata};
+use sentio_core::{ApiError, EdgeConfig, Metadata, RequestContext};
 use sentio_model::{Classifier, ModelInfo};
 use sentio_queue::{Queue, now_ms};
 use sentio_redact::{Engine, RequestScope};
@@ -29,7 +29,8 @@ use sentio_redact::{Engine, RequestScope};
 use crate::HeavyConfig;
 
 /// `sentiment_api::classify` and `sentiment_api::analyze_conversation`.
-type Endpoint<T> = fn(&Engine, &dyn Classifier, &EdgeConfig, &[u8], Tier) -> Result<T, ApiError>;
+type Endpoint<T> =
+    fn(&Engine, &dyn Classifier, &EdgeConfig, &[u8], Tier, &RequestContext) -> Result<T, ApiError>;
 
 /// Built once per cold start (or per `sentio serve`) and shared by every request.
 pub struct HeavyTier {
@@ -140,9 +141,10 @@ impl HeavyTier {
             return Err(ApiError::PayloadTooLarge { limit_bytes: limit });
         }
         match path.as_str() {
-            "/v1/classify" => self.answer(body, sentiment_api::classify).await,
+            "/v1/classify" => self.answer(&parts, body, sentiment_api::classify).await,
             "/v1/analyze-conversation" => {
-                self.answer(body, sentiment_api::analyze_conversation).await
+                self.answer(&parts, body, sentiment_api::analyze_conversation)
+                    .await
             }
             "/v1/jobs" => self.submit_job(&body).await,
             _ => self.accept_overflow(&body).await,
@@ -152,16 +154,22 @@ impl HeavyTier {
     /// Runs one of core's endpoint functions with the teacher, off the async threads.
     async fn answer<T: Serialize + Send + 'static>(
         self: Arc<Self>,
+        parts: &http::request::Parts,
         body: Bytes,
         endpoint: Endpoint<T>,
     ) -> Result<(u16, Vec<u8>), ApiError> {
+        let ctx = RequestContext::from_headers(|name| {
+            parts.headers.get(name).and_then(|v| v.to_str().ok())
+        });
         let answer = blocking(move || {
+            let config = self.config.api.clone().for_tenant(ctx.tenant.as_deref());
             endpoint(
                 &self.engine,
                 self.classifier.as_ref(),
-                &self.config.api,
+                &config,
                 &body,
                 Tier::Heavy,
+                &ctx,
             )
         })
         .await?;

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod config;
+pub mod emf;
 pub mod worker;
 
 use std::sync::Arc;

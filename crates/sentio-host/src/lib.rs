@@ -24,7 +24,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 pub use runtime::InstanceLimits;
-pub use server::{App, NativeHandler, NativeRoute};
+pub use server::{App, Exchange, Interceptor, NativeHandler, NativeRoute};
 
 use manifest::{FileMount, Manifest, Route, Source};
 use outbound::AllowedHost;

@@ -45,10 +45,83 @@ pub struct NativeRoute {
     pub handler: NativeHandler,
 }
 
+/// Wraps every request the host answers: access control before it reaches a component or a
+/// native route, observation (metrics, audit) of what comes back. `sentio serve` plugs its
+/// gateway in here; the host itself knows nothing about keys or metrics.
+pub trait Interceptor: Send + Sync {
+    /// Sees the request head before it is dispatched to `route` (the matched route pattern, or
+    /// `unmatched`) and may change its headers. An `Err` is the answer (401, 403, 429, a CORS
+    /// preflight): nothing else runs.
+    fn admit(
+        &self,
+        parts: &mut http::request::Parts,
+        route: &str,
+    ) -> Result<Box<dyn Exchange>, Box<Response<bytes::Bytes>>>;
+}
+
+/// One admitted request on its way back.
+pub trait Exchange: Send {
+    /// The response head, once known (headers may be added).
+    fn response_head(&mut self, status: StatusCode, headers: &mut http::HeaderMap);
+    /// Each piece of the response body as it goes out (streams included).
+    fn body_chunk(&mut self, chunk: &[u8]);
+    /// The body ended, or the client went away.
+    fn finish(self: Box<Self>);
+}
+
+/// A response body that shows every data frame to the exchange on its way out.
+struct ObservedBody {
+    inner: ResponseBody,
+    exchange: Option<Box<dyn Exchange>>,
+}
+
+impl http_body::Body for ObservedBody {
+    type Data = bytes::Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(exchange)) = (frame.data_ref(), self.exchange.as_mut()) {
+                    exchange.body_chunk(data);
+                }
+            }
+            Poll::Ready(None | Some(Err(_))) => {
+                if let Some(exchange) = self.exchange.take() {
+                    exchange.finish();
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        if let Some(exchange) = self.exchange.take() {
+            exchange.finish();
+        }
+    }
+}
+
 /// A loaded application, ready to serve.
 pub struct App {
     router: Router,
     native: Vec<NativeRoute>,
+    interceptor: Option<Arc<dyn Interceptor>>,
     components: Vec<ProxyHandler<ComponentHandler>>,
     /// Bounds live instances below the pooling allocator's slot count.
     admission: Arc<Semaphore>,
@@ -186,11 +259,16 @@ fn error_response(error: ApiError) -> Response<ResponseBody> {
 impl App {
     /// Loads the manifest and prepares every HTTP component.
     pub fn load(options: &HostOptions) -> Result<Arc<Self>> {
-        Self::load_with(options, Vec::new())
+        Self::load_with(options, Vec::new(), None)
     }
 
-    /// [`App::load`] with native routes mounted beside the components (they match first).
-    pub fn load_with(options: &HostOptions, native: Vec<NativeRoute>) -> Result<Arc<Self>> {
+    /// [`App::load`] with native routes mounted beside the components (they match first) and an
+    /// interceptor around every request.
+    pub fn load_with(
+        options: &HostOptions,
+        native: Vec<NativeRoute>,
+        interceptor: Option<Arc<dyn Interceptor>>,
+    ) -> Result<Arc<Self>> {
         let (manifest, base) = Manifest::load(&options.manifest_path)?;
         let engine = crate::runtime::engine(&options.limits)?;
         let prepared = crate::prepare_components(&manifest, &base, options, &engine)?;
@@ -225,6 +303,7 @@ impl App {
         Ok(Arc::new(Self {
             router,
             native,
+            interceptor,
             components,
             admission: Arc::new(Semaphore::new(
                 (options.limits.max_instances as usize / 2).max(1),
@@ -344,22 +423,61 @@ impl App {
         response.map(full_body)
     }
 
-    /// Handles one request: route, fresh instance, response.
+    fn native_route(&self, path: &str) -> Option<&NativeRoute> {
+        self.native.iter().find(|r| {
+            path.strip_prefix(r.prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+
+    /// Handles one request: admit, route, fresh instance, response.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<ResponseBody> {
-        let started = Instant::now();
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        let path = req.uri().path();
         if path == "/.well-known/spin/health" {
             return Response::new(full_body("OK"));
         }
-        if let Some(route) = self.native.iter().find(|r| {
-            path.strip_prefix(r.prefix.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        }) {
+        let Some(interceptor) = &self.interceptor else {
+            return self.dispatch(req, client).await;
+        };
+        let route = match self.native_route(path) {
+            Some(native) => native.prefix.clone(),
+            None => match self.router.route(path) {
+                Some(matched) => self.components[matched.index]
+                    .state()
+                    .component
+                    .route
+                    .clone(),
+                None => "unmatched".to_owned(),
+            },
+        };
+        let (mut parts, body) = req.into_parts();
+        let mut exchange = match interceptor.admit(&mut parts, &route) {
+            Ok(exchange) => exchange,
+            Err(answer) => return (*answer).map(full_body),
+        };
+        let mut response = self
+            .dispatch(Request::from_parts(parts, body), client)
+            .await;
+        exchange.response_head(response.status(), response.headers_mut());
+        response.map(|inner| {
+            ObservedBody {
+                inner,
+                exchange: Some(exchange),
+            }
+            .boxed_unsync()
+        })
+    }
+
+    /// Routes one request to its native handler or a fresh component instance.
+    async fn dispatch(&self, req: Request<Incoming>, client: SocketAddr) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        if let Some(route) = self.native_route(&path) {
             let response = self.handle_native(route, req).await;
             tracing::info!(
                 method = %method,

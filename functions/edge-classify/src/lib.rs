@@ -15,7 +15,7 @@ use futures::SinkExt as _;
 use http_body_util::BodyExt as _;
 use sentio_core::routing::{self, EscalationOutcome, EscalationReason, EscalationStatus, Route};
 use sentio_core::sentiment_api::{self, ClassifyResponse, LineBuffer, SentimentStream, Tier};
-use sentio_core::{ApiError, EdgeConfig, RoutingConfig};
+use sentio_core::{ApiError, EdgeConfig, RequestContext, RoutingConfig};
 use sentio_model::{Classifier, ClassifyOptions, TractPipeline};
 use sentio_redact::Engine;
 use spin_sdk::http::{IntoResponse, Method, Request, StatusCode};
@@ -197,9 +197,10 @@ async fn serve(req: Request) -> Result<Reply, ApiError> {
             allowed: "POST",
         });
     }
-    let config = load_config().await?;
+    let ctx = RequestContext::from_headers(|name| header(&req, name));
+    let config = load_config().await?.for_tenant(ctx.tenant.as_deref());
     if let Endpoint::Stream = endpoint {
-        return stream(req, config).await;
+        return stream(req, config, ctx).await;
     }
     sentio_core::http::check_json_content_type(header(&req, "content-type"))?;
     let body = read_body(req, config.max_body_bytes).await?;
@@ -207,7 +208,8 @@ async fn serve(req: Request) -> Result<Reply, ApiError> {
     let model = student()?;
     let json = match endpoint {
         Endpoint::Classify => {
-            let mut response = sentiment_api::classify(&engine, model, &config, &body, Tier::Edge)?;
+            let mut response =
+                sentiment_api::classify(&engine, model, &config, &body, Tier::Edge, &ctx)?;
             route_onward(&mut response, &config.routing).await;
             serde_json::to_vec(&response)
         }
@@ -217,6 +219,7 @@ async fn serve(req: Request) -> Result<Reply, ApiError> {
             &config,
             &body,
             Tier::Edge,
+            &ctx,
         )?),
         Endpoint::Stream => unreachable!("answered above"),
     }
@@ -391,7 +394,7 @@ async fn post_within(
 /// `/stream-sentiment`: NDJSON lines in (`{"text": ..., "id"?, "speaker"?, "metadata"?}`), one
 /// result line out per input line as soon as it is scored. With `Accept: text/event-stream` the
 /// results come as Server-Sent Events (`data: {...}`) instead.
-async fn stream(req: Request, config: EdgeConfig) -> Result<Reply, ApiError> {
+async fn stream(req: Request, config: EdgeConfig, ctx: RequestContext) -> Result<Reply, ApiError> {
     let content_type = header(&req, "content-type").unwrap_or("");
     let mime = content_type
         .split(';')
@@ -419,7 +422,7 @@ async fn stream(req: Request, config: EdgeConfig) -> Result<Reply, ApiError> {
     let (mut tx, body) = spin_sdk::http::body::stream::<Vec<u8>>();
     let mut incoming = req.into_body();
     spin_sdk::wasip3::spawn(async move {
-        let Ok(mut session) = SentimentStream::new(engine, model, &config) else {
+        let Ok(mut session) = SentimentStream::new(engine, model, &config, ctx) else {
             return;
         };
         let mut lines = LineBuffer::new(max_line);

@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use http_body_util::BodyExt as _;
-use sentio_core::{ApiError, EdgeConfig};
+use sentio_core::{ApiError, EdgeConfig, RequestContext};
 use sentio_redact::Engine;
 use spin_sdk::http::{HeaderMap, HeaderValue, IntoResponse, Method, Request, StatusCode};
 use spin_sdk::http_service;
@@ -107,7 +107,10 @@ async fn serve(req: Request) -> Result<Vec<u8>, ApiError> {
         .get("content-type")
         .and_then(|v| v.to_str().ok());
     sentio_core::http::check_json_content_type(content_type)?;
-    let config = load_config().await?;
+    let tenant =
+        RequestContext::from_headers(|name| req.headers().get(name).and_then(|v| v.to_str().ok()))
+            .tenant;
+    let config = load_config().await?.for_tenant(tenant.as_deref());
     let body = read_body(req, config.max_body_bytes).await?;
     let builtin = builtin_engine()?;
     let extended;

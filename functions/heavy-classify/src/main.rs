@@ -22,7 +22,9 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn answer(tier: Arc<HeavyTier>, request: Request) -> Response<Body> {
+    let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
+    let route = parts.uri.path().to_owned();
     let body = match body {
         Body::Empty => Bytes::new(),
         Body::Text(text) => Bytes::from(text),
@@ -30,6 +32,16 @@ async fn answer(tier: Arc<HeavyTier>, request: Request) -> Response<Body> {
         _ => Bytes::new(),
     };
     let response = tier.handle(http::Request::from_parts(parts, body)).await;
+    // CloudWatch Embedded Metric Format: latency and count per route and status.
+    println!(
+        "{}",
+        sentio_heavy::emf::request(
+            &route,
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64() * 1000.0,
+            sentio_heavy::emf::now_ms(),
+        )
+    );
     // JSON is text: API Gateway passes it through without base64.
     response.map(|b| Body::Text(String::from_utf8_lossy(&b).into_owned()))
 }

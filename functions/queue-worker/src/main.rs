@@ -19,7 +19,22 @@ async fn main() -> Result<(), Error> {
     )?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let worker = worker.clone();
-        async move { Ok::<SqsBatchResponse, Error>(worker.handle(event.payload).await) }
+        async move {
+            let started = std::time::Instant::now();
+            let messages = event.payload.records.len();
+            let (response, stats) = worker.handle_with_stats(event.payload).await;
+            // CloudWatch Embedded Metric Format: one record per batch.
+            println!(
+                "{}",
+                sentio_heavy::emf::batch(
+                    &stats,
+                    messages,
+                    started.elapsed().as_secs_f64() * 1000.0,
+                    sentio_heavy::emf::now_ms(),
+                )
+            );
+            Ok::<SqsBatchResponse, Error>(response)
+        }
     }))
     .await
 }
