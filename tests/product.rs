@@ -72,6 +72,8 @@ struct Stack {
     server: Server,
     data_dir: std::path::PathBuf,
     openapi: Value,
+    /// (what, schema, answer) to check against the OpenAPI document.
+    answers: std::cell::RefCell<Vec<Value>>,
 }
 
 impl Stack {
@@ -98,6 +100,7 @@ impl Stack {
             server,
             data_dir,
             openapi,
+            answers: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -110,20 +113,48 @@ impl Stack {
         self.server.request(method, path, &headers, body.as_bytes())
     }
 
-    /// Validates `value` against `#/components/schemas/{schema}` of the served document.
+    /// Keeps `value` to be validated against `#/components/schemas/{schema}`.
     fn check_schema(&self, schema: &str, value: &Value) {
-        let mut root = json!({"$ref": format!("#/components/schemas/{schema}")});
-        root["components"] = self.openapi["components"].clone();
-        let validator = jsonschema::validator_for(&root)
-            .unwrap_or_else(|e| panic!("schema {schema} does not compile: {e}"));
-        let errors: Vec<String> = validator
-            .iter_errors(value)
-            .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "answer does not match {schema}: {errors:#?}\n{value:#}"
+        let what = format!("answer {}", self.answers.borrow().len());
+        self.answers
+            .borrow_mut()
+            .push(json!({"what": what, "schema": schema, "value": value}));
+    }
+
+    /// Validates every kept answer, and the document itself, with the Python `jsonschema` and
+    /// `openapi-spec-validator` of the tools environment (scripts/lib.sh `ensure_tools`).
+    fn validate_answers(&self) {
+        use std::io::Write as _;
+        let input = json!({"spec": self.openapi, "cases": *self.answers.borrow()});
+        let script = common::workspace_root().join("tests/openapi_check.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
+        assert!(
+            !report.contains("ModuleNotFoundError"),
+            "python3 lacks jsonschema/openapi-spec-validator: run under scripts/lib.sh ensure_tools\n{report}"
+        );
+        assert!(
+            out.status.success(),
+            "answers do not match the OpenAPI document:\n{report}"
+        );
+        assert!(report.contains(" answers checked, 0 errors"), "{report}");
     }
 }
 
@@ -143,6 +174,14 @@ fn product_surface() {
     stack.check_schema("Error", &none.json());
     let wrong = stack.call("POST", "/classify-sentiment", Some("sk_nope"), body);
     assert_eq!(wrong.status, 401);
+    // With keys on, the in-process heavy tier is no back door: it has its own per-process key.
+    let heavy = stack.call("POST", "/heavy/v1/classify", Some(ACME_WIDGET), body);
+    assert_eq!(
+        heavy.status,
+        401,
+        "{}",
+        String::from_utf8_lossy(&heavy.body)
+    );
     let scope = stack.call("GET", "/metrics", Some(ACME_WIDGET), "");
     assert_eq!(scope.status, 403);
     assert!(
@@ -221,6 +260,16 @@ fn product_surface() {
     assert_eq!(one.status, 200, "{}", String::from_utf8_lossy(&one.body));
     let one_json = one.json();
     stack.check_schema("ClassifyResponse", &one_json);
+    // Canaries: an undocumented field and a missing required one must both be caught.
+    let mut extra = one_json.clone();
+    extra["undocumented"] = json!(1);
+    let mut missing = one_json.clone();
+    missing.as_object_mut().unwrap().remove("request_id");
+    for wrong in [extra, missing] {
+        stack.answers.borrow_mut().push(
+            json!({"what": "canary", "schema": "ClassifyResponse", "value": wrong, "expect_error": true}),
+        );
+    }
     let request_id = one_json["request_id"].as_str().unwrap().to_owned();
     assert_eq!(one.header("x-request-id"), Some(request_id.as_str()));
     let prediction_id = one_json["prediction_id"].as_str().unwrap().to_owned();
@@ -425,6 +474,8 @@ fn product_surface() {
     assert_eq!(bad_span.status, 422);
     assert_eq!(bad_span.json()["error"]["field"], "span_s");
 
+    stack.validate_answers();
+
     // --- The export turns corrections into a training set -----------------------------------
     let export = std::process::Command::new(env!("CARGO_BIN_EXE_sentio"))
         .args(["feedback", "export", "--data-dir"])
@@ -531,4 +582,108 @@ fn open_mode_admits_and_keeps_cors_same_origin() {
         server.request("GET", "/web/../Cargo.toml", &[], b"").status,
         404
     );
+}
+
+/// A minimal OTLP/HTTP receiver on 127.0.0.1: answers 200 to every POST and keeps the bodies.
+fn otlp_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok()
+                && let Ok(v) = serde_json::from_slice(&body)
+            {
+                sink.lock().unwrap().push(v);
+            }
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
+        }
+    });
+    (addr, received)
+}
+
+#[test]
+fn traces_cross_the_tiers_without_pii() {
+    let (collector, received) = otlp_receiver();
+    let endpoint = format!("http://{collector}");
+    let server = Server::start_with(
+        &["--variable", "escalation_budget_ms=5000"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_SERVICE_NAME", "sentio-test"),
+        ],
+    );
+    // The caller's trace; priority high escalates to the heavy tier within the same trace.
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let parent = format!("00-{trace}-{caller_span}-01");
+    let r = server.request(
+        "POST",
+        "/classify-sentiment",
+        &[("content-type", "application/json"), ("traceparent", parent.as_str())],
+        format!(
+            r#"{{"text": "Maria Gonzalez here, mail {} about my refund", "metadata": {{"priority": "high"}}}}"#,
+            PII[0]
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["tier"], "heavy", "{}", r.json());
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let spans = loop {
+        let spans: Vec<Value> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|body| {
+                body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|s| s["traceId"] == trace)
+            .collect();
+        if spans.len() >= 2 || std::time::Instant::now() > deadline {
+            break spans;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let edge = spans
+        .iter()
+        .find(|s| s["name"] == "POST /classify-sentiment")
+        .unwrap_or_else(|| panic!("no edge span: {spans:#?}"));
+    assert_eq!(
+        edge["parentSpanId"], caller_span,
+        "the edge span continues the caller's"
+    );
+    let heavy = spans
+        .iter()
+        .find(|s| s["name"] == "POST /heavy")
+        .unwrap_or_else(|| panic!("no heavy span: {spans:#?}"));
+    assert_eq!(
+        heavy["parentSpanId"], edge["spanId"],
+        "the heavy tier's span is the edge's child"
+    );
+    let exported = serde_json::to_string(&*received.lock().unwrap()).unwrap();
+    assert!(exported.contains("sentio-test"));
+    for value in PII {
+        assert!(!exported.contains(value), "`{value}` leaked into a span");
+    }
 }

@@ -8,7 +8,12 @@ import json, pathlib
 
 def ref(name): return {"$ref": f"#/components/schemas/{name}"}
 def obj(props, required=(), extra=False):
-    return {"type": "object", "properties": props, "required": list(required), "additionalProperties": extra}
+    """An object schema; closed unless `extra` (then left open, not `additionalProperties: true`,
+    which would count every field as evaluated and defeat `unevaluatedProperties: false`)."""
+    schema = {"type": "object", "properties": props, "required": list(required)}
+    if not extra:
+        schema["additionalProperties"] = False
+    return schema
 num = {"type": "number"}; integer = {"type": "integer", "minimum": 0}; string = {"type": "string"}
 def arr(items, **kw): return {"type": "array", "items": items, **kw}
 span = arr(integer, minItems=2, maxItems=2)

@@ -377,10 +377,13 @@ fn serve(mut options: sentio_host::HostOptions, listen: SocketAddr) -> Result<()
         // The edge escalates to the in-process heavy tier and defers to its queue unless the
         // manifest's variables point elsewhere.
         let heavy = format!("http://{addr}{}", stack::HEAVY_PREFIX);
+        let key = stack.heavy_api_key.clone().unwrap_or_default();
         for (name, value) in [
             ("heavy_url", heavy.clone()),
             ("overflow_url", format!("{heavy}/v1/overflow")),
             ("heavy_origin", format!("http://{addr}")),
+            ("heavy_api_key", key.clone()),
+            ("overflow_api_key", key),
         ] {
             let from_env = format!("SPIN_VARIABLE_{}", name.to_uppercase());
             if !options.variables.contains_key(name) && !options.environment.contains_key(&from_env)

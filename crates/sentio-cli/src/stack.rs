@@ -17,6 +17,7 @@
 //! | `SENTIO_WEBHOOK_SECRET` | – | signs deliveries; without it no worker runs |
 //! | `SENTIO_ACCESS_FILE` | – | API keys, scopes, rate limits, CORS origins (see `sentio_ops::access`); open without |
 //! | `SENTIO_DRIFT_WINDOW_SECS` | 300 | the dashboard's recent window, compared with the hour before it |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` etc. | – | export spans as OTLP/HTTP JSON (see `sentio_ops::trace`) |
 //!
 //! plus the heavy tier's `SENTIO_*` variables (see `sentio_heavy::HeavyConfig`).
 
@@ -34,6 +35,8 @@ pub const HEAVY_PREFIX: &str = "/heavy";
 
 pub struct Stack {
     pub route: sentio_host::NativeRoute,
+    /// What the heavy tier expects as `x-api-key` (the edge must send it).
+    pub heavy_api_key: Option<String>,
     pub queue: Arc<Queue>,
     /// Stops the poller.
     pub shutdown: tokio::sync::watch::Sender<bool>,
@@ -100,7 +103,14 @@ async fn open_queue() -> Result<Queue> {
 
 /// Builds the heavy tier, the queue and (with a webhook secret) the worker's poller.
 pub async fn start() -> Result<Stack> {
-    let config = HeavyConfig::from_lookup(env)?;
+    let mut config = HeavyConfig::from_lookup(env)?;
+    if config.api_key.is_none() && env("SENTIO_ACCESS_FILE").is_some() {
+        // With access control on, `/heavy` must not be the open back door: the heavy tier gets
+        // a per-process key that only the edge (through its variables) is given.
+        let mut random = [0u8; 24];
+        getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        config.api_key = Some(random.iter().map(|b| format!("{b:02x}")).collect());
+    }
     let queue = Arc::new(open_queue().await?);
     let classifier = sentio_heavy::load_teacher().context("loading the teacher model")?;
     let heavy = Arc::new(HeavyTier {
@@ -164,6 +174,7 @@ pub async fn start() -> Result<Stack> {
         );
     }
     Ok(Stack {
+        heavy_api_key: config.api_key.clone(),
         route: sentio_host::NativeRoute {
             prefix: HEAVY_PREFIX.into(),
             max_body_bytes,
@@ -191,11 +202,18 @@ pub fn gateway(stack: &Stack) -> Result<sentio_ops::Gateway> {
         ..Default::default()
     };
     let audit = sentio_ops::audit::AuditLog::open(&data_dir().join("audit"))?;
+    let spans = sentio_ops::trace::OtlpSettings::from_lookup(env)
+        .map_err(anyhow::Error::msg)?
+        .map(|settings| {
+            tracing::info!(url = %settings.url, "exporting spans (OTLP/HTTP JSON)");
+            sentio_ops::trace::SpanExporter::start(settings)
+        });
     let gateway = sentio_ops::Gateway(Arc::new(sentio_ops::GatewayState {
         access,
         metrics: sentio_ops::metrics::Metrics::default(),
         dashboard: sentio_ops::dashboard::Dashboard::new(settings),
         audit: Some(audit),
+        spans,
     }));
     let state = gateway.0.clone();
     let queue = stack.queue.clone();

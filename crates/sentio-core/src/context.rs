@@ -13,6 +13,10 @@ pub const REQUEST_ID_HEADER: &str = "x-sentio-request-id";
 /// Set by the gateway: the authenticated tenant.
 pub const TENANT_HEADER: &str = "x-sentio-tenant";
 
+/// W3C Trace Context: the caller's trace, continued through every hop (edge → heavy → queue →
+/// webhook).
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
 /// Longest request id or tenant id accepted from the gateway's headers.
 const MAX_ID_BYTES: usize = 64;
 
@@ -20,6 +24,8 @@ const MAX_ID_BYTES: usize = 64;
 pub struct RequestContext {
     pub request_id: String,
     pub tenant: Option<String>,
+    /// A well-formed W3C `traceparent`, when the request carried one.
+    pub traceparent: Option<String>,
 }
 
 /// A random request id: `req_` and 24 hex digits (96 bits).
@@ -53,7 +59,14 @@ impl RequestContext {
         let tenant = get(TENANT_HEADER)
             .filter(|t| is_valid_id(t))
             .map(str::to_owned);
-        Self { request_id, tenant }
+        let traceparent = get(TRACEPARENT_HEADER)
+            .filter(|t| parse_traceparent(t).is_some())
+            .map(str::to_owned);
+        Self {
+            request_id,
+            tenant,
+            traceparent,
+        }
     }
 
     /// The id of the `index`-th prediction of this request (feedback and the audit trail name
@@ -76,6 +89,27 @@ impl RequestContext {
             result.input_hash = key.map(|k| input_hash(k, text));
         }
     }
+}
+
+/// Splits a W3C `traceparent` (`00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>`)
+/// into its trace id and parent span id; `None` when malformed or all-zero (which the
+/// specification says to ignore).
+pub fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
+    let mut parts = value.split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    (parts.next().is_none()
+        && version == "00"
+        && hex(trace, 32)
+        && hex(span, 16)
+        && hex(flags, 2)
+        && nonzero(trace)
+        && nonzero(span))
+    .then_some((trace, span))
 }
 
 /// HMAC-SHA256 of the raw text under the tenant's key, 128 bits in hex: the audit trail can tell
@@ -127,6 +161,28 @@ mod tests {
         assert_eq!(bad.tenant, None);
         let fresh = RequestContext::from_headers(|_| None);
         assert_ne!(fresh.request_id, new_request_id());
+    }
+
+    #[test]
+    fn traceparents() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            parse_traceparent(good),
+            Some(("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"))
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f35-00f067aa0ba902b7-01",
+            "",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad}");
+        }
+        let ctx = RequestContext::from_headers(|name| (name == TRACEPARENT_HEADER).then_some(good));
+        assert_eq!(ctx.traceparent.as_deref(), Some(good));
     }
 
     #[test]

@@ -185,6 +185,7 @@ pub fn deferred_envelopes(
     sentences: bool,
     callback_url: Option<&str>,
     now_ms: u64,
+    traceparent: Option<&str>,
 ) -> Vec<Envelope> {
     response
         .output
@@ -201,7 +202,7 @@ pub fn deferred_envelopes(
             sentences,
             callback_url: callback_url.map(str::to_owned),
             enqueued_at_ms: now_ms,
-            traceparent: None,
+            traceparent: traceparent.map(str::to_owned),
         })
         .collect()
 }
@@ -340,7 +341,16 @@ mod tests {
 
     #[test]
     fn deferred_envelopes_carry_redacted_text_only() {
-        let envelopes = deferred_envelopes(&response(), "job_x", true, Some("http://cb/"), 7);
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let envelopes = deferred_envelopes(
+            &response(),
+            "job_x",
+            true,
+            Some("http://cb/"),
+            7,
+            Some(parent),
+        );
+        assert_eq!(envelopes[0].traceparent.as_deref(), Some(parent));
         assert_eq!(envelopes.len(), 1);
         assert_eq!(envelopes[0].item_id, "job_x:0");
         assert_eq!(envelopes[0].redacted_text, "hi <EMAIL_ADDRESS>");

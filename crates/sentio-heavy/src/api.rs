@@ -146,7 +146,12 @@ impl HeavyTier {
                 self.answer(&parts, body, sentiment_api::analyze_conversation)
                     .await
             }
-            "/v1/jobs" => self.submit_job(&body).await,
+            "/v1/jobs" => {
+                let ctx = RequestContext::from_headers(|name| {
+                    parts.headers.get(name).and_then(|v| v.to_str().ok())
+                });
+                self.submit_job(&body, ctx.traceparent).await
+            }
             _ => self.accept_overflow(&body).await,
         }
     }
@@ -199,7 +204,11 @@ impl HeavyTier {
         })
     }
 
-    async fn submit_job(self: Arc<Self>, body: &[u8]) -> Result<(u16, Vec<u8>), ApiError> {
+    async fn submit_job(
+        self: Arc<Self>,
+        body: &[u8],
+        traceparent: Option<String>,
+    ) -> Result<(u16, Vec<u8>), ApiError> {
         let request: JobRequest = sentio_core::http::parse_json(body)?;
         if request.items.is_empty() {
             return Err(ApiError::invalid("items", "must not be empty"));
@@ -277,7 +286,7 @@ impl HeavyTier {
                 sentences: request.sentences,
                 callback_url: request.callback_url.clone(),
                 enqueued_at_ms: now,
-                traceparent: None,
+                traceparent: traceparent.clone(),
             };
             envelope.check().map_err(|e| match e {
                 ApiError::InvalidField { field, message } => ApiError::invalid(

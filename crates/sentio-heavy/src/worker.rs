@@ -106,6 +106,15 @@ pub struct WorkerStats {
     pub failed: usize,
 }
 
+/// One webhook delivery to make.
+struct Delivery {
+    message_id: String,
+    item_id: String,
+    body: String,
+    url: String,
+    traceparent: Option<String>,
+}
+
 pub struct Worker {
     engine: Engine,
     classifier: Arc<dyn Classifier>,
@@ -164,9 +173,9 @@ impl Worker {
     ) -> (SqsBatchResponse, WorkerStats) {
         let mut stats = WorkerStats::default();
         let mut failed: Vec<String> = Vec::new();
-        // (message id, envelope) still to score, and (message id, item id, body, url) to deliver.
+        // (message id, envelope, url) still to score, and the deliveries to make.
         let mut to_score: Vec<(String, Envelope, String)> = Vec::new();
-        let mut to_deliver: Vec<(String, String, String, String)> = Vec::new();
+        let mut to_deliver: Vec<Delivery> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for record in event.records {
             let envelope = match Envelope::parse(record.body.as_bytes()) {
@@ -190,7 +199,13 @@ impl Worker {
             };
             match self.results.get(&envelope.item_id) {
                 Some(r) if r.delivered => stats.already_delivered += 1,
-                Some(r) => to_deliver.push((record.message_id, r.item_id, r.body, url)),
+                Some(r) => to_deliver.push(Delivery {
+                    message_id: record.message_id,
+                    item_id: r.item_id,
+                    body: r.body,
+                    url,
+                    traceparent: envelope.traceparent,
+                }),
                 None => to_score.push((record.message_id, envelope, url)),
             }
         }
@@ -205,7 +220,13 @@ impl Worker {
                             body: body.clone(),
                             delivered: false,
                         });
-                        to_deliver.push((message_id, envelope.item_id, body, url));
+                        to_deliver.push(Delivery {
+                            message_id,
+                            item_id: envelope.item_id,
+                            body,
+                            url,
+                            traceparent: envelope.traceparent,
+                        });
                     }
                 }
                 Err(e) => {
@@ -215,22 +236,20 @@ impl Worker {
             }
         }
 
-        let deliveries = to_deliver
-            .into_iter()
-            .map(|(message_id, item_id, body, url)| {
-                let this = self.clone();
-                tokio::spawn(async move {
-                    let ok = this.deliver(&item_id, &url, &body).await;
-                    if ok {
-                        this.results.put(StoredResult {
-                            item_id,
-                            body,
-                            delivered: true,
-                        });
-                    }
-                    (message_id, ok)
-                })
-            });
+        let deliveries = to_deliver.into_iter().map(|d| {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let ok = this.deliver(&d).await;
+                if ok {
+                    this.results.put(StoredResult {
+                        item_id: d.item_id,
+                        body: d.body,
+                        delivered: true,
+                    });
+                }
+                (d.message_id, ok)
+            })
+        });
         let deliveries: Vec<_> = deliveries.collect();
         for d in deliveries {
             match d.await {
@@ -317,17 +336,22 @@ impl Worker {
         .map_err(|e| e.to_string())?
     }
 
-    async fn deliver(&self, item_id: &str, url: &str, body: &str) -> bool {
+    async fn deliver(&self, delivery: &Delivery) -> bool {
+        let Delivery {
+            item_id, url, body, ..
+        } = delivery;
         let signature = sign(&self.secret, sentio_queue::now_ms() / 1000, body.as_bytes());
-        let result = self
+        let mut request = self
             .http
             .post(url)
             .header("content-type", "application/json")
             .header(SIGNATURE_HEADER, signature)
-            .header(DELIVERY_ID_HEADER, item_id)
-            .body(body.to_owned())
-            .send()
-            .await;
+            .header(DELIVERY_ID_HEADER, item_id);
+        // The receiver continues the trace of the request that queued the item.
+        if let Some(traceparent) = &delivery.traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        let result = request.body(body.clone()).send().await;
         match result {
             Ok(r) if r.status().is_success() => true,
             Ok(r) => {

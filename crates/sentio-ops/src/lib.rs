@@ -6,6 +6,8 @@
 //! - **observation**: every answer of the sentiment endpoints is read as it goes out (streams
 //!   line by line) into Prometheus metrics ([`metrics`]), the dashboard's rolling window
 //!   ([`dashboard`]) and the audit trail ([`audit`]).
+//! - **tracing** ([`trace`]): a server span per request, continued from the caller's
+//!   `traceparent`, handed on to the components, exported as OTLP/HTTP JSON.
 //! - **routes** ([`routes`]): `/metrics`, `/dashboard`, `/feedback`, `/audit/{id}`,
 //!   `/openapi.json` and the widget's files under `/web/`.
 //!
@@ -18,6 +20,7 @@ pub mod dashboard;
 pub mod metrics;
 pub mod observe;
 pub mod routes;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -25,7 +28,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use sentio_core::ApiError;
-use sentio_core::context::{REQUEST_ID_HEADER, TENANT_HEADER, new_request_id};
+use sentio_core::context::{REQUEST_ID_HEADER, TENANT_HEADER, TRACEPARENT_HEADER, new_request_id};
 
 use crate::access::{AccessControl, scope_for};
 use crate::audit::{AuditLog, PredictionRecord};
@@ -47,6 +50,8 @@ pub struct GatewayState {
     pub metrics: Metrics,
     pub dashboard: Dashboard,
     pub audit: Option<Arc<AuditLog>>,
+    /// `None`: spans are not exported (trace context is still propagated).
+    pub spans: Option<trace::SpanExporter>,
 }
 
 /// The interceptor `sentio serve` installs; cheap to clone.
@@ -113,6 +118,8 @@ impl sentio_host::Interceptor for Gateway {
         parts.headers.remove(TENANT_HEADER);
         let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let own_origin = format!("http://{}", header("host").unwrap_or(""));
+        // This request's span: a child of the caller's, the parent of everything downstream.
+        let (trace_id, span_id, parent_span_id) = trace::start_span(header(TRACEPARENT_HEADER));
         let origin = header("origin").map(str::to_owned);
         if let Some(origin) = &origin
             && !state.access.origin_allowed(origin, &own_origin)
@@ -163,6 +170,10 @@ impl sentio_host::Interceptor for Gateway {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             parts.headers.insert(REQUEST_ID_HEADER, v);
         }
+        if let Ok(v) = HeaderValue::from_str(&trace::traceparent(&trace_id, &span_id)) {
+            parts.headers.insert(TRACEPARENT_HEADER, v);
+        }
+        let span_name = format!("{} {route}", parts.method);
         if let Some(t) = tenant
             .as_deref()
             .and_then(|t| HeaderValue::from_str(t).ok())
@@ -181,6 +192,11 @@ impl sentio_host::Interceptor for Gateway {
             reader: BodyReader::new(Framing::Ignore, MAX_OBSERVED_BODY),
             tier: None,
             model: None,
+            trace_id,
+            span_id,
+            parent_span_id,
+            span_name,
+            started_unix_nanos: trace::unix_nanos(),
         }))
     }
 }
@@ -197,6 +213,11 @@ struct GatewayExchange {
     reader: BodyReader,
     tier: Option<String>,
     model: Option<String>,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: Option<String>,
+    span_name: String,
+    started_unix_nanos: u128,
 }
 
 impl GatewayExchange {
@@ -288,6 +309,24 @@ impl sentio_host::Exchange for GatewayExchange {
             model,
             seconds: self.head_seconds,
         });
+        if let Some(spans) = &self.state.spans {
+            spans.export(trace::Span {
+                trace_id: std::mem::take(&mut self.trace_id),
+                span_id: std::mem::take(&mut self.span_id),
+                parent_span_id: self.parent_span_id.take(),
+                name: std::mem::take(&mut self.span_name),
+                start_unix_nanos: self.started_unix_nanos,
+                end_unix_nanos: trace::unix_nanos(),
+                attributes: vec![
+                    ("http.route", self.route.clone()),
+                    ("http.response.status_code", self.status.to_string()),
+                    ("sentio.tier", tier.clone()),
+                    ("sentio.model", model.to_owned()),
+                    ("sentio.request_id", self.request_id.clone()),
+                ],
+                error: self.status >= 500,
+            });
+        }
         if is_api(&self.route) {
             self.state.dashboard.record_request(
                 now_ms(),

@@ -210,7 +210,7 @@ async fn serve(req: Request) -> Result<Reply, ApiError> {
         Endpoint::Classify => {
             let mut response =
                 sentiment_api::classify(&engine, model, &config, &body, Tier::Edge, &ctx)?;
-            route_onward(&mut response, &config.routing).await;
+            route_onward(&mut response, &config.routing, ctx.traceparent.as_deref()).await;
             serde_json::to_vec(&response)
         }
         Endpoint::Conversation => serde_json::to_vec(&sentiment_api::analyze_conversation(
@@ -232,7 +232,11 @@ async fn serve(req: Request) -> Result<Reply, ApiError> {
 /// Hands the texts on when routing says so (see `sentio_core::routing`): to the heavy tier within
 /// three quarters of the budget, else to the overflow queue within what is left. The caller waits
 /// at most `escalation_budget_ms` on top of the edge's own work, whatever the other tiers do.
-async fn route_onward(response: &mut ClassifyResponse, config: &RoutingConfig) {
+async fn route_onward(
+    response: &mut ClassifyResponse,
+    config: &RoutingConfig,
+    traceparent: Option<&str>,
+) {
     let started = Instant::now();
     let budget = Duration::from_millis(config.budget_ms);
     let (reason, detail) = match routing::route(
@@ -250,8 +254,8 @@ async fn route_onward(response: &mut ClassifyResponse, config: &RoutingConfig) {
                 &response.metadata,
             );
             let url = format!("{heavy_url}/v1/classify");
-            let answer =
-                post_within(&url, config.heavy_api_key.as_deref(), body, budget * 3 / 4).await;
+            let key = config.heavy_api_key.as_deref();
+            let answer = post_within(&url, key, traceparent, body, budget * 3 / 4).await;
             let detail = match answer {
                 Ok((200, body)) => {
                     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -267,18 +271,34 @@ async fn route_onward(response: &mut ClassifyResponse, config: &RoutingConfig) {
         }
     };
     let remaining = budget.saturating_sub(started.elapsed());
-    defer(response, config, reason, detail, started, remaining).await;
+    let deferral = Deferral {
+        reason,
+        detail,
+        started,
+        remaining,
+        traceparent,
+    };
+    defer(response, config, deferral).await;
 }
 
-/// Queues every text of `response` for re-scoring, one envelope per `POST` to `overflow_url`.
-async fn defer(
-    response: &mut ClassifyResponse,
-    config: &RoutingConfig,
+/// Why and within what time the texts are queued.
+struct Deferral<'a> {
     reason: EscalationReason,
     detail: Option<String>,
     started: Instant,
     remaining: Duration,
-) {
+    traceparent: Option<&'a str>,
+}
+
+/// Queues every text of `response` for re-scoring, one envelope per `POST` to `overflow_url`.
+async fn defer(response: &mut ClassifyResponse, config: &RoutingConfig, deferral: Deferral<'_>) {
+    let Deferral {
+        reason,
+        detail,
+        started,
+        remaining,
+        traceparent,
+    } = deferral;
     let mut random = [0u8; 16];
     let _ = getrandom::fill(&mut random);
     let job_id = sentio_core::envelope::job_id_from(random);
@@ -291,6 +311,7 @@ async fn defer(
         response.sentences,
         config.deferred_callback_url.as_deref(),
         now_ms,
+        traceparent,
     );
     let mut failure = None;
     match config.overflow_url.as_deref() {
@@ -302,6 +323,7 @@ async fn defer(
                 match post_within(
                     url,
                     config.overflow_api_key.as_deref(),
+                    traceparent,
                     envelope.to_json(),
                     left,
                 )
@@ -353,6 +375,7 @@ const MAX_ONWARD_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 async fn post_within(
     url: &str,
     api_key: Option<&str>,
+    traceparent: Option<&str>,
     body: Vec<u8>,
     limit: Duration,
 ) -> Result<(u16, Vec<u8>), String> {
@@ -360,6 +383,10 @@ async fn post_within(
         let mut request = http::Request::post(url).header("content-type", "application/json");
         if let Some(key) = api_key {
             request = request.header("x-api-key", key);
+        }
+        // The other tier's work joins this request's trace.
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
         }
         let request = request
             .body(http_body_util::Full::new(bytes::Bytes::from(body)))

@@ -1,0 +1,275 @@
+//! Distributed tracing: one server span per request the gateway admits, continued from the
+//! caller's W3C `traceparent` and handed on to the components (which pass it to the heavy tier,
+//! into queue envelopes and onto webhooks), exported as OTLP/HTTP JSON.
+//!
+//! Configured by the standard variables: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (a full URL) or
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` is appended), `OTEL_EXPORTER_OTLP_HEADERS`
+//! (`k=v,k2=v2`), `OTEL_SERVICE_NAME` (default `sentio`), `OTEL_TRACES_EXPORTER` (`none` turns
+//! export off), `OTEL_EXPORTER_OTLP_PROTOCOL` (only `http/json` is implemented; anything else is
+//! refused at start with that message). Span attributes are route, status, tier, model and the
+//! request id: never text, keys or customer ids.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+/// One finished server span.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    pub start_unix_nanos: u128,
+    pub end_unix_nanos: u128,
+    pub attributes: Vec<(&'static str, String)>,
+    pub error: bool,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    if getrandom::fill(&mut buf).is_err() || buf.iter().all(|b| *b == 0) {
+        let nanos = unix_nanos();
+        buf.iter_mut()
+            .zip(nanos.to_le_bytes().iter().cycle())
+            .for_each(|(b, n)| *b = *n | 1);
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The span a request gets: a child of the caller's `traceparent` when it sent a valid one,
+/// else the root of a new trace.
+pub fn start_span(incoming: Option<&str>) -> (String, String, Option<String>) {
+    let span_id = random_hex(8);
+    match incoming.and_then(sentio_core::context::parse_traceparent) {
+        Some((trace, parent)) => (trace.to_owned(), span_id, Some(parent.to_owned())),
+        None => (random_hex(16), span_id, None),
+    }
+}
+
+/// The `traceparent` that names `span_id` as the parent of whatever comes next.
+pub fn traceparent(trace_id: &str, span_id: &str) -> String {
+    format!("00-{trace_id}-{span_id}-01")
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpSettings {
+    /// The full traces URL.
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub service_name: String,
+}
+
+impl OtlpSettings {
+    /// Reads the standard `OTEL_*` variables through `get`; `Ok(None)` when export is off.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        if get("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim() == "none") {
+            return Ok(None);
+        }
+        let url = match (
+            get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            (Some(url), _) => url,
+            (None, Some(base)) => format!("{}/v1/traces", base.trim_end_matches('/')),
+            (None, None) => return Ok(None),
+        };
+        if let Some(protocol) =
+            get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
+            && protocol.trim() != "http/json"
+        {
+            return Err(format!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is not supported: sentio exports http/json"
+            ));
+        }
+        let headers = get("OTEL_EXPORTER_OTLP_HEADERS")
+            .map(|h| {
+                h.split(',')
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some(Self {
+            url,
+            headers,
+            service_name: get("OTEL_SERVICE_NAME").unwrap_or_else(|| "sentio".into()),
+        }))
+    }
+}
+
+/// The OTLP/JSON body for `spans` (trace and span ids as hex, as the JSON encoding asks).
+pub fn export_body(service_name: &str, spans: &[Span]) -> Value {
+    let spans: Vec<Value> = spans
+        .iter()
+        .map(|s| {
+            let mut span = json!({
+                "traceId": s.trace_id,
+                "spanId": s.span_id,
+                "name": s.name,
+                "kind": 2, // SPAN_KIND_SERVER
+                "startTimeUnixNano": s.start_unix_nanos.to_string(),
+                "endTimeUnixNano": s.end_unix_nanos.to_string(),
+                "attributes": s.attributes.iter().map(|(k, v)| json!({"key": k, "value": {"stringValue": v}})).collect::<Vec<_>>(),
+                "status": {"code": if s.error { 2 } else { 1 }},
+            });
+            if let Some(parent) = &s.parent_span_id {
+                span["parentSpanId"] = json!(parent);
+            }
+            span
+        })
+        .collect();
+    json!({
+        "resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service_name}}]},
+            "scopeSpans": [{"scope": {"name": "sentio-ops"}, "spans": spans}],
+        }]
+    })
+}
+
+/// Sends spans in batches (up to 256, at least once a second) from a background task; drops
+/// spans rather than blocking requests when the collector is slow or down.
+#[derive(Clone)]
+pub struct SpanExporter {
+    tx: tokio::sync::mpsc::Sender<Span>,
+}
+
+impl SpanExporter {
+    /// Starts the export task on the current tokio runtime.
+    pub fn start(settings: OtlpSettings) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Span>(4096);
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut batch = Vec::new();
+            loop {
+                let more = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+                let closed = matches!(more, Ok(None));
+                if let Ok(Some(span)) = more {
+                    batch.push(span);
+                    if batch.len() < 256 {
+                        continue;
+                    }
+                }
+                if !batch.is_empty() {
+                    let body = export_body(&settings.service_name, &batch);
+                    let mut request = client
+                        .post(&settings.url)
+                        .timeout(Duration::from_secs(10))
+                        .header("content-type", "application/json")
+                        .body(body.to_string());
+                    for (k, v) in &settings.headers {
+                        request = request.header(k, v);
+                    }
+                    match request.send().await {
+                        Ok(r) if r.status().is_success() => {}
+                        Ok(r) => tracing::warn!(
+                            status = r.status().as_u16(),
+                            spans = batch.len(),
+                            "OTLP collector refused spans"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, spans = batch.len(), "OTLP export failed")
+                        }
+                    }
+                    batch.clear();
+                }
+                if closed {
+                    return;
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    pub fn export(&self, span: Span) {
+        let _ = self.tx.try_send(span);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_continue_the_callers_trace() {
+        let (trace, span, parent) = start_span(Some(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ));
+        assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(parent.as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(span.len(), 16);
+        assert_eq!(traceparent(&trace, &span), format!("00-{trace}-{span}-01"));
+        let (fresh, _, none) = start_span(Some("garbage"));
+        assert_eq!((fresh.len(), none), (32, None));
+    }
+
+    #[test]
+    fn settings_follow_the_otel_variables() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(OtlpSettings::from_lookup(env(&[])), Ok(None));
+        let s = OtlpSettings::from_lookup(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318/"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "x-team=ops, authorization=Basic abc",
+            ),
+            ("OTEL_SERVICE_NAME", "sentio-local"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.url, "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(s.headers[1], ("authorization".into(), "Basic abc".into()));
+        assert_eq!(s.service_name, "sentio-local");
+        let off = OtlpSettings::from_lookup(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ]));
+        assert_eq!(off, Ok(None));
+        let grpc = OtlpSettings::from_lookup(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ]));
+        assert!(grpc.unwrap_err().contains("http/json"));
+    }
+
+    #[test]
+    fn export_body_is_otlp_json() {
+        let span = Span {
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            span_id: "00f067aa0ba902b7".into(),
+            parent_span_id: None,
+            name: "POST /classify-sentiment".into(),
+            start_unix_nanos: 1,
+            end_unix_nanos: 2,
+            attributes: vec![("http.route", "/classify-sentiment".into())],
+            error: false,
+        };
+        let body = export_body("sentio", &[span]);
+        let s = &body["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(s["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(s["startTimeUnixNano"], "1");
+        assert!(s.get("parentSpanId").is_none());
+        assert_eq!(
+            s["attributes"][0]["value"]["stringValue"],
+            "/classify-sentiment"
+        );
+        assert_eq!(
+            body["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"],
+            "sentio"
+        );
+    }
+}
