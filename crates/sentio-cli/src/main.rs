@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod batch;
 mod bench;
 mod bench_classify;
+mod bench_gateway;
 mod bench_heavy;
 mod plot;
 mod stack;
@@ -198,6 +199,13 @@ enum BenchTarget {
         #[arg(long, default_value_t = 2)]
         seconds: u64,
     },
+    /// What `sentio serve`'s gateway (keys, rate limit, ids, metrics, dashboard, audit) adds
+    /// per request, in-process, against one JSON parse of the same answer.
+    Gateway {
+        /// Minimum seconds per cell.
+        #[arg(long, default_value_t = 2)]
+        seconds: u64,
+    },
     /// The heavy tier (teacher model) as its Lambda runs it: cold start, then latency and
     /// throughput of `/v1/classify` for batches of 1, 8 and 32 chat messages.
     Heavy {
@@ -258,6 +266,9 @@ fn main() -> Result<()> {
         Command::Bench {
             what: BenchTarget::Heavy { seconds },
         } => bench_heavy::run(seconds),
+        Command::Bench {
+            what: BenchTarget::Gateway { seconds },
+        } => bench_gateway::run(seconds),
         Command::Preinit { input, output } => {
             let wasm =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
