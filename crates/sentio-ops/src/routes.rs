@@ -182,14 +182,22 @@ fn dashboard(state: &GatewayState, request: Request<Bytes>) -> Response<Bytes> {
     }
 }
 
+/// The audit store, or the 503 that says there is none.
+fn audit_store(state: &GatewayState) -> Result<&crate::audit::AuditLog, Response<Bytes>> {
+    state.audit.as_deref().ok_or_else(|| {
+        error_response(&ApiError::Unavailable {
+            detail: "no audit store is configured".into(),
+        })
+    })
+}
+
 fn feedback(state: &GatewayState, request: Request<Bytes>) -> Response<Bytes> {
     if request.method() != Method::POST {
         return method_not_allowed(request.method(), "POST");
     }
-    let Some(audit) = &state.audit else {
-        return error_response(&ApiError::Unavailable {
-            detail: "no audit store is configured".into(),
-        });
+    let audit = match audit_store(state) {
+        Ok(a) => a,
+        Err(response) => return response,
     };
     let content_type = request
         .headers()
@@ -212,10 +220,9 @@ fn audit(state: &GatewayState, request: Request<Bytes>) -> Response<Bytes> {
     if request.method() != Method::GET {
         return method_not_allowed(request.method(), "GET");
     }
-    let Some(audit) = &state.audit else {
-        return error_response(&ApiError::Unavailable {
-            detail: "no audit store is configured".into(),
-        });
+    let audit = match audit_store(state) {
+        Ok(a) => a,
+        Err(response) => return response,
     };
     let path = request.uri().path();
     let id = path.trim_start_matches('/');
