@@ -182,12 +182,10 @@ fn dashboard(state: &GatewayState, request: Request<Bytes>) -> Response<Bytes> {
     }
 }
 
-/// The audit store, or the 503 that says there is none.
-fn audit_store(state: &GatewayState) -> Result<&crate::audit::AuditLog, Response<Bytes>> {
-    state.audit.as_deref().ok_or_else(|| {
-        error_response(&ApiError::Unavailable {
-            detail: "no audit store is configured".into(),
-        })
+/// The audit store, or the 503 error that says there is none.
+fn audit_store(state: &GatewayState) -> Result<&crate::audit::AuditLog, ApiError> {
+    state.audit.as_deref().ok_or_else(|| ApiError::Unavailable {
+        detail: "no audit store is configured".into(),
     })
 }
 
@@ -197,7 +195,7 @@ fn feedback(state: &GatewayState, request: Request<Bytes>) -> Response<Bytes> {
     }
     let audit = match audit_store(state) {
         Ok(a) => a,
-        Err(response) => return response,
+        Err(e) => return error_response(&e),
     };
     let content_type = request
         .headers()
@@ -222,7 +220,7 @@ fn audit(state: &GatewayState, request: Request<Bytes>) -> Response<Bytes> {
     }
     let audit = match audit_store(state) {
         Ok(a) => a,
-        Err(response) => return response,
+        Err(e) => return error_response(&e),
     };
     let path = request.uri().path();
     let id = path.trim_start_matches('/');
