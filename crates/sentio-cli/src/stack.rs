@@ -101,15 +101,21 @@ async fn open_queue() -> Result<Queue> {
     Ok(Queue::Embedded(queue))
 }
 
+/// `bytes` random bytes in hex for a secret (an API key): unlike ids, no fallback without an
+/// entropy source.
+pub fn secret_hex(bytes: usize) -> Result<String> {
+    let mut random = vec![0u8; bytes];
+    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
+    Ok(sentio_core::context::hex(&random))
+}
+
 /// Builds the heavy tier, the queue and (with a webhook secret) the worker's poller.
 pub async fn start() -> Result<Stack> {
     let mut config = HeavyConfig::from_lookup(env)?;
     if config.api_key.is_none() && env("SENTIO_ACCESS_FILE").is_some() {
         // With access control on, `/heavy` must not be the open back door: the heavy tier gets
         // a per-process key that only the edge (through its variables) is given.
-        let mut random = [0u8; 24];
-        getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        config.api_key = Some(random.iter().map(|b| format!("{b:02x}")).collect());
+        config.api_key = Some(secret_hex(24)?);
     }
     let queue = Arc::new(open_queue().await?);
     let classifier = sentio_heavy::load_teacher().context("loading the teacher model")?;

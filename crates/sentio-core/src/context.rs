@@ -30,15 +30,24 @@ pub struct RequestContext {
 
 /// A random request id: `req_` and 24 hex digits (96 bits).
 pub fn new_request_id() -> String {
-    let mut random = [0u8; 12];
-    // Without an entropy source the ids are still unique within this instance's clock.
-    if getrandom::fill(&mut random).is_err() {
+    format!("req_{}", random_id_hex(12))
+}
+
+/// `bytes` random bytes in hex, for identifiers (request, trace and span ids), never secrets:
+/// without an entropy source they come from the clock, still unique within this instance and
+/// never all zero (which W3C trace context reserves).
+pub fn random_id_hex(bytes: usize) -> String {
+    let mut random = vec![0u8; bytes];
+    if getrandom::fill(&mut random).is_err() || random.iter().all(|b| *b == 0) {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        random.copy_from_slice(&nanos.to_le_bytes()[..12]);
+        random
+            .iter_mut()
+            .zip(nanos.to_le_bytes().iter().cycle())
+            .for_each(|(b, n)| *b = *n | 1);
     }
-    format!("req_{}", hex(&random))
+    hex(&random)
 }
 
 fn is_valid_id(id: &str) -> bool {
@@ -132,7 +141,8 @@ pub fn tenant_key(application_key: &[u8], tenant: &str) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

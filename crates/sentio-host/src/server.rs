@@ -117,6 +117,13 @@ impl Drop for ObservedBody {
     }
 }
 
+/// What a request's path resolved to.
+enum Target<'a> {
+    Native(&'a NativeRoute),
+    Component(crate::routes::RouteMatch),
+    NotFound,
+}
+
 /// A loaded application, ready to serve.
 pub struct App {
     router: Router,
@@ -430,6 +437,18 @@ impl App {
         })
     }
 
+    /// Where a path goes: a native route, a component, or nowhere (404). Resolved once per
+    /// request; the interceptor's route label and the dispatch both read it.
+    fn resolve(&self, path: &str) -> Target<'_> {
+        match self.native_route(path) {
+            Some(native) => Target::Native(native),
+            None => match self.router.route(path) {
+                Some(matched) => Target::Component(matched),
+                None => Target::NotFound,
+            },
+        }
+    }
+
     /// Handles one request: admit, route, fresh instance, response.
     pub async fn handle(
         &self,
@@ -440,27 +459,22 @@ impl App {
         if path == "/.well-known/spin/health" {
             return Response::new(full_body("OK"));
         }
+        let target = self.resolve(path);
         let Some(interceptor) = &self.interceptor else {
-            return self.dispatch(req, client).await;
+            return self.dispatch(req, client, target).await;
         };
-        let route = match self.native_route(path) {
-            Some(native) => native.prefix.clone(),
-            None => match self.router.route(path) {
-                Some(matched) => self.components[matched.index]
-                    .state()
-                    .component
-                    .route
-                    .clone(),
-                None => "unmatched".to_owned(),
-            },
+        let route = match &target {
+            Target::Native(native) => native.prefix.as_str(),
+            Target::Component(matched) => &self.components[matched.index].state().component.route,
+            Target::NotFound => "unmatched",
         };
         let (mut parts, body) = req.into_parts();
-        let mut exchange = match interceptor.admit(&mut parts, &route) {
+        let mut exchange = match interceptor.admit(&mut parts, route) {
             Ok(exchange) => exchange,
             Err(answer) => return (*answer).map(full_body),
         };
         let mut response = self
-            .dispatch(Request::from_parts(parts, body), client)
+            .dispatch(Request::from_parts(parts, body), client, target)
             .await;
         exchange.response_head(response.status(), response.headers_mut());
         response.map(|inner| {
@@ -472,24 +486,33 @@ impl App {
         })
     }
 
-    /// Routes one request to its native handler or a fresh component instance.
-    async fn dispatch(&self, req: Request<Incoming>, client: SocketAddr) -> Response<ResponseBody> {
+    /// Sends one request to its native handler or a fresh component instance.
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        target: Target<'_>,
+    ) -> Response<ResponseBody> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        if let Some(route) = self.native_route(&path) {
-            let response = self.handle_native(route, req).await;
-            tracing::info!(
-                method = %method,
-                route = %route.prefix,
-                status = response.status().as_u16(),
-                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-                "request"
-            );
-            return response;
-        }
-        let Some(matched) = self.router.route(&path) else {
-            return error_response(ApiError::NotFound { path });
+        let matched = match target {
+            Target::Native(route) => {
+                let response = self.handle_native(route, req).await;
+                tracing::info!(
+                    method = %method,
+                    route = %route.prefix,
+                    status = response.status().as_u16(),
+                    duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "request"
+                );
+                return response;
+            }
+            Target::Component(matched) => matched,
+            Target::NotFound => {
+                return error_response(ApiError::NotFound {
+                    path: req.uri().path().to_owned(),
+                });
+            }
         };
         let handler = &self.components[matched.index];
         let component = &handler.state().component;

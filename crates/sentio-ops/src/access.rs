@@ -10,7 +10,7 @@
 //! [[key]]
 //! id = "acme-widget"            # names the key in logs and metrics, never the secret
 //! tenant = "acme"
-//! sha256 = "9f86d081884c7d65…"  # `sentio keys hash` prints it for a new key
+//! sha256 = "9f86d081884c7d65…"  # `sentio keys new` prints a key and this entry
 //! scopes = ["classify", "redact", "feedback"]
 //! rate_per_second = 20           # sustained
 //! burst = 40                     # bucket size
@@ -123,10 +123,7 @@ fn default_burst() -> u32 {
 
 /// SHA-256 of a key, in hex: what the access file stores.
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sentio_model::sha256_hex(key.as_bytes())
 }
 
 fn parse_hex32(hex: &str) -> Option<[u8; 32]> {

@@ -117,12 +117,13 @@ impl sentio_host::Interceptor for Gateway {
         parts.headers.remove(REQUEST_ID_HEADER);
         parts.headers.remove(TENANT_HEADER);
         let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let own_origin = format!("http://{}", header("host").unwrap_or(""));
         // This request's span: a child of the caller's, the parent of everything downstream.
         let (trace_id, span_id, parent_span_id) = trace::start_span(header(TRACEPARENT_HEADER));
         let origin = header("origin").map(str::to_owned);
         if let Some(origin) = &origin
-            && !state.access.origin_allowed(origin, &own_origin)
+            && !state
+                .access
+                .origin_allowed(origin, &format!("http://{}", header("host").unwrap_or("")))
         {
             state.metrics.record_rejection("cors");
             return Err(Box::new(error_response(&ApiError::Forbidden {
@@ -173,7 +174,6 @@ impl sentio_host::Interceptor for Gateway {
         if let Ok(v) = HeaderValue::from_str(&trace::traceparent(&trace_id, &span_id)) {
             parts.headers.insert(TRACEPARENT_HEADER, v);
         }
-        let span_name = format!("{} {route}", parts.method);
         if let Some(t) = tenant
             .as_deref()
             .and_then(|t| HeaderValue::from_str(t).ok())
@@ -195,7 +195,7 @@ impl sentio_host::Interceptor for Gateway {
             trace_id,
             span_id,
             parent_span_id,
-            span_name,
+            method: parts.method.clone(),
             started_unix_nanos: trace::unix_nanos(),
         }))
     }
@@ -216,7 +216,7 @@ struct GatewayExchange {
     trace_id: String,
     span_id: String,
     parent_span_id: Option<String>,
-    span_name: String,
+    method: http::Method,
     started_unix_nanos: u128,
 }
 
@@ -314,7 +314,7 @@ impl sentio_host::Exchange for GatewayExchange {
                 trace_id: std::mem::take(&mut self.trace_id),
                 span_id: std::mem::take(&mut self.span_id),
                 parent_span_id: self.parent_span_id.take(),
-                name: std::mem::take(&mut self.span_name),
+                name: format!("{} {}", self.method, self.route),
                 start_unix_nanos: self.started_unix_nanos,
                 end_unix_nanos: trace::unix_nanos(),
                 attributes: vec![

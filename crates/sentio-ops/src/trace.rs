@@ -11,6 +11,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sentio_core::context::random_id_hex;
 use serde_json::{Value, json};
 
 /// One finished server span.
@@ -26,17 +27,6 @@ pub struct Span {
     pub error: bool,
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    if getrandom::fill(&mut buf).is_err() || buf.iter().all(|b| *b == 0) {
-        let nanos = unix_nanos();
-        buf.iter_mut()
-            .zip(nanos.to_le_bytes().iter().cycle())
-            .for_each(|(b, n)| *b = *n | 1);
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub fn unix_nanos() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -46,10 +36,10 @@ pub fn unix_nanos() -> u128 {
 /// The span a request gets: a child of the caller's `traceparent` when it sent a valid one,
 /// else the root of a new trace.
 pub fn start_span(incoming: Option<&str>) -> (String, String, Option<String>) {
-    let span_id = random_hex(8);
+    let span_id = random_id_hex(8);
     match incoming.and_then(sentio_core::context::parse_traceparent) {
         Some((trace, parent)) => (trace.to_owned(), span_id, Some(parent.to_owned())),
-        None => (random_hex(16), span_id, None),
+        None => (random_id_hex(16), span_id, None),
     }
 }
 
