@@ -60,7 +60,12 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
-        let port = free_port();
+        Self::start_on(free_port())
+    }
+
+    /// On a given port: a restarted server comes back where its clients expect it (empty: moto
+    /// keeps queues in memory only).
+    pub fn start_on(port: u16) -> Moto {
         let mut child = spawn(
             "moto_server",
             &["-H", "127.0.0.1", "-p", &port.to_string()],
@@ -79,6 +84,12 @@ impl Moto {
             ("SENTIO_SQS_ENDPOINT", self.endpoint.clone()),
             ("AWS_REGION", "us-east-1".into()),
         ]
+    }
+}
+
+impl Moto {
+    pub fn port(&self) -> u16 {
+        self.endpoint.rsplit(':').next().unwrap().parse().unwrap()
     }
 }
 
@@ -190,6 +201,8 @@ impl Drop for LambdaFunction {
 pub struct Delivery {
     pub delivery_id: String,
     pub signature_ok: bool,
+    /// The `Sentio-Signature` header as received.
+    pub signature: String,
     pub body: serde_json::Value,
     pub raw: String,
 }
@@ -204,6 +217,12 @@ pub struct WebhookReceiver {
 
 impl WebhookReceiver {
     pub fn start(fail_first: usize) -> WebhookReceiver {
+        Self::start_slow(fail_first, Duration::ZERO)
+    }
+
+    /// Like [`WebhookReceiver::start`], taking `delay` to answer each request (a slow endpoint
+    /// keeps the worker's batches in flight).
+    pub fn start_slow(fail_first: usize, delay: Duration) -> WebhookReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hooks/sentio", listener.local_addr().unwrap());
         let attempts = Arc::new(AtomicUsize::new(0));
@@ -212,7 +231,7 @@ impl WebhookReceiver {
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
                 let (a, d) = (a.clone(), d.clone());
-                std::thread::spawn(move || serve_one(stream, fail_first, &a, &d));
+                std::thread::spawn(move || serve_one(stream, fail_first, delay, &a, &d));
             }
         });
         WebhookReceiver {
@@ -246,6 +265,7 @@ impl WebhookReceiver {
 fn serve_one(
     mut stream: TcpStream,
     fail_first: usize,
+    delay: Duration,
     attempts: &AtomicUsize,
     deliveries: &Mutex<Vec<Delivery>>,
 ) {
@@ -275,6 +295,7 @@ fn serve_one(
     if reader.read_exact(&mut body).is_err() {
         return;
     }
+    std::thread::sleep(delay);
     let n = attempts.fetch_add(1, Ordering::SeqCst);
     let status = if n < fail_first {
         "500 Internal Server Error"
@@ -292,6 +313,7 @@ fn serve_one(
                 .cloned()
                 .unwrap_or_default(),
             signature_ok,
+            signature: headers.get("sentio-signature").cloned().unwrap_or_default(),
             body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
             raw: String::from_utf8_lossy(&body).into_owned(),
         });

@@ -53,6 +53,8 @@ pub enum SignatureError {
     OutsideWindow { age_secs: u64, tolerance_secs: u64 },
     #[error("no signature matches the body")]
     Mismatch,
+    #[error("this signed delivery was already accepted: a replay")]
+    Replayed,
 }
 
 /// The reference verifier: what a receiver runs on each delivery.
@@ -101,6 +103,50 @@ pub fn verify(
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
+    }
+}
+
+/// A receiver's memory of the signed deliveries it accepted within the replay window: the same
+/// signed request sent again (same `t`, same MAC) is refused as [`SignatureError::Replayed`].
+/// A genuine redelivery of an item is signed afresh at a new `t`, so it passes here and the
+/// receiver de-duplicates it by `Sentio-Delivery-Id`. Memory is bounded by the window: entries
+/// older than it are dropped, since [`verify`] refuses their timestamps anyway.
+#[derive(Debug, Default)]
+pub struct ReplayGuard {
+    /// (timestamp, the header's first `v1` tag) of accepted deliveries.
+    seen: std::collections::BTreeSet<(u64, String)>,
+}
+
+impl ReplayGuard {
+    /// [`verify`], then refuse a delivery whose signature was accepted before.
+    pub fn accept(
+        &mut self,
+        secret: &[u8],
+        header: &str,
+        body: &[u8],
+        now_secs: u64,
+        tolerance_secs: u64,
+    ) -> Result<(), SignatureError> {
+        verify(secret, header, body, now_secs, tolerance_secs)?;
+        let (timestamp, tag) =
+            header
+                .split(',')
+                .map(str::trim)
+                .fold((None, None), |(t, v), part| match part.split_once('=') {
+                    Some(("t", value)) => (value.parse::<u64>().ok(), v),
+                    Some(("v1", value)) if v.is_none() => (t, Some(value.to_ascii_lowercase())),
+                    _ => (t, v),
+                });
+        let (Some(timestamp), Some(tag)) = (timestamp, tag) else {
+            return Err(SignatureError::Malformed("no t or v1"));
+        };
+        let oldest = now_secs.saturating_sub(tolerance_secs);
+        self.seen = self.seen.split_off(&(oldest, String::new()));
+        if self.seen.insert((timestamp, tag)) {
+            Ok(())
+        } else {
+            Err(SignatureError::Replayed)
+        }
     }
 }
 
@@ -193,6 +239,36 @@ mod tests {
         assert_eq!(
             verify(SECRET, &forged, b"body", 2_000, 300),
             Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn the_replay_guard_refuses_the_same_signed_delivery_twice() {
+        let mut guard = ReplayGuard::default();
+        let first = sign(SECRET, 1_000, b"body");
+        assert_eq!(guard.accept(SECRET, &first, b"body", 1_000, 300), Ok(()));
+        assert_eq!(
+            guard.accept(SECRET, &first, b"body", 1_010, 300),
+            Err(SignatureError::Replayed)
+        );
+        // The same item delivered again, signed at a new time: not a replay.
+        let redelivery = sign(SECRET, 1_030, b"body");
+        assert_eq!(
+            guard.accept(SECRET, &redelivery, b"body", 1_030, 300),
+            Ok(())
+        );
+        // Past the window the timestamp is refused before the memory is asked, and the memory
+        // forgets what the window no longer covers.
+        assert!(matches!(
+            guard.accept(SECRET, &first, b"body", 1_400, 300),
+            Err(SignatureError::OutsideWindow { .. })
+        ));
+        let late = sign(SECRET, 1_400, b"other");
+        assert_eq!(guard.accept(SECRET, &late, b"other", 1_400, 300), Ok(()));
+        assert_eq!(
+            guard.seen.len(),
+            1,
+            "entries older than the window were kept"
         );
     }
 

@@ -658,7 +658,7 @@ fn propagate_repeats(text: &str, kept: &mut Vec<Candidate>, known: &[(&str, Cand
         for start in occurrences(text, value) {
             let end = start + value.len();
             let free = kept.iter().all(|k| end <= k.start || start >= k.end);
-            if free && on_word_boundaries(text, start, end) {
+            if free && stands_apart(text, start, end) {
                 kept.push(Candidate {
                     start,
                     end,
@@ -698,6 +698,18 @@ fn on_word_boundaries(text: &str, start: usize, end: usize) -> bool {
     let before_ok = !first_is_word || !text[..start].chars().next_back().is_some_and(is_word_char);
     let after_ok = !last_is_word || !text[end..].chars().next().is_some_and(is_word_char);
     before_ok && after_ok
+}
+
+/// A repeat of a known value needs only that no letter or digit be glued to it: `_` and other
+/// punctuation separate it (`ref_011000015` shows the number to any reader). Looser than the
+/// word boundaries that patterns need, because the value is already known to be PII (a fuzzer
+/// found the repeat in `x_011000015` surviving when `_` counted as a word character).
+fn stands_apart(text: &str, start: usize, end: usize) -> bool {
+    let glued = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let span = &text[start..end];
+    let (first, last) = (span.chars().next(), span.chars().next_back());
+    (!glued(first) || !glued(text[..start].chars().next_back()))
+        && (!glued(last) || !glued(text[end..].chars().next()))
 }
 
 /// The slice of `text` holding up to `n` words before `pos`.

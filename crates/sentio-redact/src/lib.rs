@@ -11,6 +11,7 @@
 //! Pure Rust: compiles for native targets and `wasm32-wasip2` alike.
 
 pub mod engine;
+pub mod invariants;
 pub mod operators;
 pub mod spec;
 pub mod validators;
@@ -193,7 +194,7 @@ pub struct Redaction {
 impl Engine {
     /// Finds entities in `text` and replaces each as the policy says; `scope` carries what the earlier texts of the same request or conversation taught.
     pub fn redact(&self, text: &str, policy: &Policy, scope: &mut RequestScope) -> Redaction {
-        let detections = self.analyze_with_known(text, &policy.analyze, &scope.known);
+        let detections = self.settled_detections(text, policy, scope);
         let pseudonyms = &mut scope.pseudonyms;
         let mut redacted = String::with_capacity(text.len());
         let mut output_ranges = Vec::with_capacity(detections.len());
@@ -244,6 +245,72 @@ impl Engine {
             redacted_text: redacted,
             findings,
         }
+    }
+}
+
+/// Most extra analysis passes over the type-tagged text before redaction gives up settling.
+const MAX_SETTLE_PASSES: usize = 3;
+
+impl Engine {
+    /// The detections of `text`, plus whatever only becomes visible once the detected values are
+    /// gone. Replacing a value changes its neighbours' context: in `1b8::34DDD@DDDD-DDDDe.com` the
+    /// e-mail wins, and `1b8::` in front of `<EMAIL_ADDRESS>` is then a well-formed IPv6 address
+    /// that a second redaction would find (a fuzzer showed it). So the text is analysed again with
+    /// type tags in place, and new findings outside the tags are mapped back to the input and
+    /// added, until nothing new appears. This keeps redaction idempotent — redacting redacted text
+    /// finds nothing — at the cost of one more analysis for texts that had findings.
+    fn settled_detections(
+        &self,
+        text: &str,
+        policy: &Policy,
+        scope: &RequestScope,
+    ) -> Vec<Detection> {
+        let mut detections = self.analyze_with_known(text, &policy.analyze, &scope.known);
+        for _ in 0..MAX_SETTLE_PASSES {
+            if detections.is_empty() {
+                break;
+            }
+            // The type-tagged text, and for each tag its range there and the input bytes it took.
+            let mut tagged = String::with_capacity(text.len());
+            let mut tags = Vec::with_capacity(detections.len());
+            let mut cursor = 0;
+            for d in &detections {
+                tagged.push_str(&text[cursor..d.start]);
+                let start = tagged.len();
+                tagged.push('<');
+                tagged.push_str(&d.entity_type);
+                tagged.push('>');
+                tags.push((start, tagged.len(), d.end - d.start));
+                cursor = d.end;
+            }
+            tagged.push_str(&text[cursor..]);
+            let mut found_more = false;
+            for mut extra in self.analyze_with_known(&tagged, &policy.analyze, &scope.known) {
+                let touches_tag = tags
+                    .iter()
+                    .any(|&(start, end, _)| extra.start < end && start < extra.end);
+                if touches_tag {
+                    continue;
+                }
+                // Outside the tags the tagged text is the input, shifted by the tags before.
+                let shift = |at: usize| -> usize {
+                    tags.iter()
+                        .filter(|&&(_, end, _)| end <= at)
+                        .fold(at as isize, |p, &(start, end, taken)| {
+                            p - (end - start) as isize + taken as isize
+                        }) as usize
+                };
+                extra.start = shift(extra.start);
+                extra.end = shift(extra.end);
+                detections.push(extra);
+                found_more = true;
+            }
+            if !found_more {
+                break;
+            }
+            detections.sort_by_key(|d| d.start);
+        }
+        detections
     }
 }
 
