@@ -2,10 +2,12 @@
 //! chat corpus, and the host's per-request overhead. Prints one table; ratios come from the same
 //! run.
 
-use std::path::Path;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use sentio_host::library::{Policy, RedactorComponent};
 use sentio_redact::{Engine, RequestScope};
 
@@ -351,4 +353,33 @@ pub fn run(component_path: &Path, seconds: u64) -> Result<()> {
         "| POST /redact via sentio serve (HTTP, fresh instance), p50 / p99 ms | {http_p50:.3} / {http_p99:.3} | |"
     );
     Ok(())
+}
+
+/// Runs a benchmark script of `models/scripts/` under the benchmark Python (SENTIO_BENCH_PYTHON,
+/// or models/.work/venv) with `input` on stdin; its stdout, or `None` when there is no such Python.
+pub fn run_bench_python(
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    input: &[u8],
+) -> Result<Option<Vec<u8>>> {
+    let python = std::env::var_os("SENTIO_BENCH_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("models/.work/venv/bin/python")).filter(|p| p.exists()));
+    let Some(python) = python else {
+        return Ok(None);
+    };
+    let mut child = Command::new(&python)
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", python.display()))?;
+    child.stdin.take().expect("piped").write_all(input)?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("{script} failed ({})", out.status);
+    }
+    Ok(Some(out.stdout))
 }

@@ -2,12 +2,10 @@
 //! `sentio serve` (fresh instance per request), and in onnxruntime (Python) on the same model and
 //! token inputs; per-request host overhead. One thread everywhere; ratios from the same run.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use sentio_model::{
     Backend, Classifier, ClassifyOptions, ModelConfig, TokenBatch, TractBackend, TractPipeline,
     WordPiece,
@@ -77,32 +75,17 @@ fn text_of_length(tokenizer: &WordPiece, tokens: usize) -> Result<String> {
 /// onnxruntime from Python on the same model and token ids, one thread. `None` when no Python
 /// with onnxruntime is found (set SENTIO_BENCH_PYTHON, or build models/.work/venv).
 fn onnxruntime_python(model: &Path, inputs: &[Vec<u32>], seconds: u64) -> Result<Option<Vec<f64>>> {
-    let python = std::env::var_os("SENTIO_BENCH_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| Some(PathBuf::from("models/.work/venv/bin/python")).filter(|p| p.exists()));
-    let Some(python) = python else {
+    let seconds = seconds.to_string();
+    let Some(out) = crate::bench::run_bench_python(
+        "models/scripts/bench_ort.py",
+        &[model.as_os_str(), seconds.as_ref()],
+        &serde_json::to_vec(inputs)?,
+    )?
+    else {
         return Ok(None);
     };
-    let mut child = Command::new(&python)
-        .arg("models/scripts/bench_ort.py")
-        .arg(model)
-        .arg(seconds.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", python.display()))?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(&serde_json::to_vec(inputs)?)?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("bench_ort.py failed ({})", out.status);
-    }
     Ok(Some(
-        serde_json::from_slice(&out.stdout).context("bench_ort.py output")?,
+        serde_json::from_slice(&out).context("bench_ort.py output")?,
     ))
 }
 
@@ -167,6 +150,10 @@ pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
     }
 
     let ort = onnxruntime_python(&model_dir.join("model.onnx"), &inputs, seconds)?;
+    // The heavy tier's teacher in onnxruntime on the same token ids (one vocabulary): the edge's
+    // student in its component should beat it, or the edge tier would not pay for itself.
+    let teacher = Path::new("models/sentiment-teacher/model.onnx");
+    let ort_teacher = onnxruntime_python(teacher, &inputs, seconds)?;
 
     // Through the real host: component time from the response's own timing, and end to end.
     let mut server = crate::bench::LocalServer::start(Path::new("spin.toml"))?;
@@ -235,6 +222,18 @@ pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
         println!(
             "\nnative tract, {} (model only), p50 for {LENGTHS:?} tokens: {}",
             path.display(),
+            cells.join(", ")
+        );
+    }
+    if let Some(t) = &ort_teacher {
+        let cells: Vec<String> = t
+            .iter()
+            .zip(&in_component)
+            .map(|(t, comp)| format!("{t:.2} ms (component / it: {:.2}x)", comp.p50 / t))
+            .collect();
+        println!(
+            "\nonnxruntime (Python) running the teacher ({}), p50 for {LENGTHS:?} tokens: {}",
+            teacher.display(),
             cells.join(", ")
         );
     }

@@ -3,16 +3,28 @@
 //! start (teacher loaded and optimized, recognizers built, first answer) and per-batch latency
 //! and throughput of `/v1/classify` through the same router the Lambda runs, for batches of 1, 8
 //! and 32 chat messages (the edge escalates one text; workflows send batches). One thread for
-//! the model everywhere; ratios are against tract in the same run.
+//! the model everywhere; ratios are against tract in the same run. With SENTIO_BENCH_PYTHON
+//! (a Python with onnxruntime, tokenizers and numpy: `bench/requirements.txt`) the same texts
+//! also go through onnxruntime from Python (tokenize, run, softmax; no redaction, no JSON).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use sentio_heavy::{HeavyConfig, HeavyTier, TeacherEngine};
 
 const BATCHES: [usize; 3] = [1, 8, 32];
+
+/// One line of `models/scripts/bench_ort_batch.py`'s answer.
+#[derive(serde::Deserialize)]
+struct PythonRow {
+    batch: usize,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    texts_per_s: f64,
+}
 
 pub fn run(seconds: u64) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -82,6 +94,35 @@ pub fn run(seconds: u64) -> Result<()> {
                     rate / tract_rate[i]
                 );
             }
+        }
+        let request = serde_json::json!({"texts": corpus, "batches": BATCHES, "max_tokens": 128});
+        let seconds = seconds.to_string();
+        let python = crate::bench::run_bench_python(
+            "models/scripts/bench_ort_batch.py",
+            &[
+                "models/sentiment-teacher/model.onnx".as_ref(),
+                "models/sentiment-teacher/tokenizer.json".as_ref(),
+                seconds.as_ref(),
+            ],
+            &serde_json::to_vec(&request)?,
+        )?;
+        match python {
+            Some(out) => {
+                let rows: Vec<PythonRow> =
+                    serde_json::from_slice(&out).context("bench_ort_batch.py output")?;
+                for (i, row) in rows.iter().enumerate() {
+                    println!(
+                        "| onnxruntime (Python, model only) |  | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2}× |",
+                        row.batch,
+                        row.p50_ms,
+                        row.p95_ms,
+                        row.p99_ms,
+                        row.texts_per_s,
+                        row.texts_per_s / tract_rate[i]
+                    );
+                }
+            }
+            None => println!("\n(onnxruntime from Python not measured: set SENTIO_BENCH_PYTHON)"),
         }
         Ok(())
     })
