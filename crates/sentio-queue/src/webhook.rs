@@ -57,14 +57,8 @@ pub enum SignatureError {
     Replayed,
 }
 
-/// The reference verifier: what a receiver runs on each delivery.
-pub fn verify(
-    secret: &[u8],
-    header: &str,
-    body: &[u8],
-    now_secs: u64,
-    tolerance_secs: u64,
-) -> Result<(), SignatureError> {
+/// The parts of a `Sentio-Signature` header: its timestamp and every `v1` tag.
+fn parse_header(header: &str) -> Result<(u64, Vec<Vec<u8>>), SignatureError> {
     let mut timestamp = None;
     let mut tags = Vec::new();
     for part in header.split(',') {
@@ -88,6 +82,18 @@ pub fn verify(
     if tags.is_empty() {
         return Err(SignatureError::Malformed("no v1"));
     }
+    Ok((timestamp, tags))
+}
+
+/// The reference verifier: what a receiver runs on each delivery.
+pub fn verify(
+    secret: &[u8],
+    header: &str,
+    body: &[u8],
+    now_secs: u64,
+    tolerance_secs: u64,
+) -> Result<(), SignatureError> {
+    let (timestamp, tags) = parse_header(header)?;
     let age_secs = now_secs.abs_diff(timestamp);
     if age_secs > tolerance_secs {
         return Err(SignatureError::OutsideWindow {
@@ -114,7 +120,7 @@ pub fn verify(
 #[derive(Debug, Default)]
 pub struct ReplayGuard {
     /// (timestamp, the header's first `v1` tag) of accepted deliveries.
-    seen: std::collections::BTreeSet<(u64, String)>,
+    seen: std::collections::BTreeSet<(u64, Vec<u8>)>,
 }
 
 impl ReplayGuard {
@@ -128,20 +134,10 @@ impl ReplayGuard {
         tolerance_secs: u64,
     ) -> Result<(), SignatureError> {
         verify(secret, header, body, now_secs, tolerance_secs)?;
-        let (timestamp, tag) =
-            header
-                .split(',')
-                .map(str::trim)
-                .fold((None, None), |(t, v), part| match part.split_once('=') {
-                    Some(("t", value)) => (value.parse::<u64>().ok(), v),
-                    Some(("v1", value)) if v.is_none() => (t, Some(value.to_ascii_lowercase())),
-                    _ => (t, v),
-                });
-        let (Some(timestamp), Some(tag)) = (timestamp, tag) else {
-            return Err(SignatureError::Malformed("no t or v1"));
-        };
+        let (timestamp, mut tags) = parse_header(header)?;
+        let tag = tags.swap_remove(0);
         let oldest = now_secs.saturating_sub(tolerance_secs);
-        self.seen = self.seen.split_off(&(oldest, String::new()));
+        self.seen = self.seen.split_off(&(oldest, Vec::new()));
         if self.seen.insert((timestamp, tag)) {
             Ok(())
         } else {
