@@ -780,7 +780,9 @@ impl WordMatcher {
         let mut mask = 0u64;
         for window in windows {
             for m in ac.find_overlapping_iter(*window) {
-                if is_whole_word(window, m.start(), m.end()) {
+                if is_whole_word(window, m.start(), m.end())
+                    && !inside_type_tag(window, m.start(), m.end())
+                {
                     mask |= 1 << m.pattern().as_usize();
                 }
             }
@@ -790,6 +792,28 @@ impl WordMatcher {
 
     fn any_in(&self, window: &str) -> bool {
         self.mask_in(&[window]) != 0
+    }
+}
+
+/// True when `start..end` lies inside a type tag this engine wrote (`<US_BANK_NUMBER>`,
+/// `<PERSON_2>`, `<EMAIL_ADDRESS#3f9a…>`): a replaced value is not context for its neighbours,
+/// or redacting redacted text would find "bank" in `<US_BANK_NUMBER>` and report the number
+/// next to it (a fuzzer found exactly that).
+fn inside_type_tag(haystack: &str, start: usize, end: usize) -> bool {
+    let is_tag_char = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'#';
+    let bytes = haystack.as_bytes();
+    let open = bytes[..start].iter().rposition(|b| !is_tag_char(b));
+    let close = bytes[end..]
+        .iter()
+        .position(|b| !is_tag_char(b))
+        .map(|i| end + i);
+    match (open, close) {
+        (Some(open), Some(close)) => {
+            bytes[open] == b'<'
+                && bytes[close] == b'>'
+                && bytes.get(open + 1).is_some_and(u8::is_ascii_uppercase)
+        }
+        _ => false,
     }
 }
 
@@ -809,6 +833,23 @@ fn is_whole_word(haystack: &str, start: usize, end: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn context_words_inside_type_tags_do_not_count() {
+        let m = WordMatcher::new(&["bank".into(), "phone".into()]);
+        // (window, bits set)
+        let cases: &[(&str, u64)] = &[
+            ("my bank account", 0b01),
+            ("<US_BANK_NUMBER> and", 0b00),
+            ("<PHONE_NUMBER_2> again", 0b00),
+            ("<PHONE_NUMBER#3f9a> again", 0b00),
+            ("<phone> as typed by a customer", 0b10),
+            ("bank_phone", 0b11),
+        ];
+        for &(window, want) in cases {
+            assert_eq!(m.mask_in(&[window]), want, "{window}");
+        }
+    }
 
     #[test]
     fn windows_and_words() {
