@@ -15,7 +15,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::outbound::OutboundHooks;
-use crate::runtime::HostState;
+use crate::runtime::{HostState, InstanceMemory};
 
 /// The export every pre-initializable Sentio component has (`world preinit` in `wit/sentio.wit`).
 pub const INIT_EXPORT: &str = "sentio-preinit";
@@ -29,12 +29,13 @@ pub async fn preinit(wasm: &[u8]) -> Result<Vec<u8>> {
     let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
     let linker = crate::runtime::linker(&engine)?;
     let state = HostState {
+        component: "preinit".into(),
         table: ResourceTable::new(),
         wasi: WasiCtxBuilder::new().inherit_stderr().build(),
         http: WasiHttpCtx::new(),
         hooks: OutboundHooks::default(),
         variables: Arc::new(BTreeMap::new()),
-        limits: StoreLimitsBuilder::new().build(),
+        limits: InstanceMemory::new(StoreLimitsBuilder::new().build()),
     };
     let mut store = Store::new(&engine, state);
     let mut wizer = wasmtime_wizer::Wizer::new();

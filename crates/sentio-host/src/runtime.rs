@@ -123,12 +123,78 @@ impl std::hash::Hasher for HashWriter<'_> {
 
 /// Store data of one request's instance.
 pub struct HostState {
+    /// The component's id in the manifest, for the log line the instance leaves behind.
+    pub component: Arc<str>,
     pub table: ResourceTable,
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub hooks: OutboundHooks,
     pub variables: Arc<BTreeMap<String, String>>,
-    pub limits: StoreLimits,
+    pub limits: InstanceMemory,
+}
+
+impl Drop for HostState {
+    fn drop(&mut self) {
+        // What one instance cost in linear memory (the pre-initialized image plus what the
+        // request grew): `scripts/load` reads these lines to report memory per instance.
+        tracing::debug!(
+            component = %self.component,
+            linear_memory_bytes = self.limits.peak_bytes,
+            "instance done"
+        );
+    }
+}
+
+/// The store's limits, remembering the largest linear memory the instance was created with or
+/// grew to.
+pub struct InstanceMemory {
+    limits: StoreLimits,
+    pub peak_bytes: usize,
+}
+
+impl InstanceMemory {
+    pub fn new(limits: StoreLimits) -> Self {
+        Self {
+            limits,
+            peak_bytes: 0,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for InstanceMemory {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.peak_bytes = self.peak_bytes.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 impl WasiView for HostState {

@@ -25,7 +25,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpCtx};
 use crate::manifest::Manifest;
 use crate::outbound::{OutboundHooks, full_body};
 use crate::routes::Router;
-use crate::runtime::{EPOCH_TICK, HostState};
+use crate::runtime::{EPOCH_TICK, HostState, InstanceMemory};
 use crate::{HostOptions, PreparedComponent};
 
 /// A native handler mounted beside the components: `sentio serve` plays the heavy tier (and the
@@ -156,6 +156,7 @@ impl HandlerState for ComponentHandler {
             wasi.preopened_dir(host_dir, guest_path, FsPerms::ReadOnly)?;
         }
         let state = HostState {
+            component: c.id.as_str().into(),
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -163,9 +164,11 @@ impl HandlerState for ComponentHandler {
                 allowed: c.allowed_outbound.clone(),
             },
             variables: c.variables.clone(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.max_memory_bytes)
-                .build(),
+            limits: InstanceMemory::new(
+                StoreLimitsBuilder::new()
+                    .memory_size(self.max_memory_bytes)
+                    .build(),
+            ),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
