@@ -1,5 +1,7 @@
-//! Replays the committed fuzz corpora (`fuzz/corpus/<target>/`) through the same checks the
-//! fuzzers run, on stable, in every CI run: an input that once crashed stays a regression test.
+//! Replays the committed fuzz corpora (`fuzz/corpus/<target>/`, grown and minimized by
+//! `fuzz/run`) and the inputs that once crashed (`fuzz/regressions/<target>/`, kept apart so
+//! minimizing never drops them) through the same checks the fuzzers run, on stable, in every CI
+//! run.
 
 #[path = "../../../fuzz/harness.rs"]
 mod harness;
@@ -7,18 +9,21 @@ mod harness;
 use std::path::Path;
 
 fn replay(target: &str, check: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target);
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
     let mut inputs = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        let outcome = std::panic::catch_unwind(|| check(&data));
-        assert!(outcome.is_ok(), "{} fails its check", path.display());
-        inputs += 1;
+    for dir in [fuzz.join("corpus").join(target), fuzz.join("regressions").join(target)] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            let outcome = std::panic::catch_unwind(|| check(&data));
+            assert!(outcome.is_ok(), "{} fails its check", path.display());
+            inputs += 1;
+        }
     }
-    assert!(inputs > 0, "{} holds no corpus", dir.display());
+    assert!(inputs > 0, "no corpus for {target} under {}", fuzz.display());
     println!("{target}: {inputs} inputs");
 }
 
