@@ -11,7 +11,10 @@ use std::path::Path;
 fn replay(target: &str, check: fn(&[u8])) {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
     let mut inputs = 0;
-    for dir in [fuzz.join("corpus").join(target), fuzz.join("regressions").join(target)] {
+    for dir in [
+        fuzz.join("corpus").join(target),
+        fuzz.join("regressions").join(target),
+    ] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
@@ -23,7 +26,11 @@ fn replay(target: &str, check: fn(&[u8])) {
             inputs += 1;
         }
     }
-    assert!(inputs > 0, "no corpus for {target} under {}", fuzz.display());
+    assert!(
+        inputs > 0,
+        "no corpus for {target} under {}",
+        fuzz.display()
+    );
     println!("{target}: {inputs} inputs");
 }
 
