@@ -283,3 +283,45 @@ fn a_replayed_webhook_delivery_is_refused_by_the_reference_verifier() {
         Err(SignatureError::Mismatch)
     );
 }
+
+#[test]
+fn a_flood_of_requests_waits_for_instances_instead_of_failing() {
+    // Two admitted instances, four pooling slots, 48 clients at once: every request must be
+    // answered 200. (The admission permit used to be returned when the response head went out,
+    // while the instance lived on; a flood then ran the pool dry and got 500s.)
+    let server = Server::start(&["--max-concurrent-requests", "2"]);
+    let clients: Vec<_> = (0..48)
+        .map(|i| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || {
+                let path = if i % 4 == 0 {
+                    "/classify-sentiment"
+                } else {
+                    "/redact"
+                };
+                (0..4)
+                    .map(|_| {
+                        common::http_request(
+                            &addr,
+                            "POST",
+                            path,
+                            &[("content-type", "application/json")],
+                            br#"{"text":"call me on +44 20 7946 0958, the parcel is late"}"#,
+                        )
+                        .status
+                    })
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    let failed = statuses.iter().filter(|&&s| s != 200).count();
+    assert_eq!(failed, 0, "{failed} of {} requests failed", statuses.len());
+    assert!(
+        !server.logs().contains("concurrent limit"),
+        "the pool ran dry"
+    );
+}

@@ -52,6 +52,12 @@ enum Command {
         /// Seconds a request may take before it is answered 504.
         #[arg(long, default_value_t = 30)]
         request_timeout_secs: u64,
+        /// Component instances alive at once; more requests wait their turn. Each concurrent
+        /// classification holds ~26 MiB resident and two cores only run two at a time, so a small
+        /// number caps memory at the same throughput (BENCHMARKS.md, Memory); every open
+        /// `/stream-sentiment` holds one for its whole conversation.
+        #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        max_concurrent_requests: u32,
     },
     /// Redact PII from text: an argument, or one text per line on stdin (JSON lines out).
     ///
@@ -240,11 +246,14 @@ fn main() -> Result<()> {
             manifest,
             variables,
             request_timeout_secs,
+            max_concurrent_requests,
         } => {
             init_logging();
             let mut options = sentio_host::HostOptions::new(manifest);
             options.variables = variables.into_iter().collect::<BTreeMap<_, _>>();
             options.request_timeout = Duration::from_secs(request_timeout_secs);
+            // The host admits half its pooling slots as requests (the rest is headroom).
+            options.limits.max_instances = max_concurrent_requests * 2;
             serve(options, listen)
         }
         Command::Redact {

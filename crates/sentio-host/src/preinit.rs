@@ -29,6 +29,7 @@ pub async fn preinit(wasm: &[u8]) -> Result<Vec<u8>> {
     let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
     let linker = crate::runtime::linker(&engine)?;
     let state = HostState {
+        admitted: None,
         component: "preinit".into(),
         table: ResourceTable::new(),
         wasi: WasiCtxBuilder::new().inherit_stderr().build(),

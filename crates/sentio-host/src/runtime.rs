@@ -123,6 +123,8 @@ impl std::hash::Hasher for HashWriter<'_> {
 
 /// Store data of one request's instance.
 pub struct HostState {
+    /// The host's admission permit, returned when the instance is dropped (none in preinit).
+    pub admitted: Option<tokio::sync::OwnedSemaphorePermit>,
     /// The component's id in the manifest, for the log line the instance leaves behind.
     pub component: Arc<str>,
     pub table: ResourceTable,

@@ -130,8 +130,6 @@ pub struct App {
     native: Vec<NativeRoute>,
     interceptor: Option<Arc<dyn Interceptor>>,
     components: Vec<ProxyHandler<ComponentHandler>>,
-    /// Bounds live instances below the pooling allocator's slot count.
-    admission: Arc<Semaphore>,
     request_timeout: Duration,
 }
 
@@ -141,6 +139,11 @@ struct ComponentHandler {
     component: PreparedComponent,
     max_memory_bytes: usize,
     timeout: Duration,
+    /// Bounds live instances below the pooling allocator's slot count, shared by every
+    /// component. A permit lives in the instance's store, so it is returned when the instance is
+    /// dropped, not when its response head is sent: a streamed body keeps its instance alive, and
+    /// releasing earlier let a load test run the pool dry (500s at 16 connections with 4 permits).
+    admission: Arc<Semaphore>,
 }
 
 impl HandlerState for ComponentHandler {
@@ -149,6 +152,12 @@ impl HandlerState for ComponentHandler {
     type WorkerState = SingleRequest;
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<HostState, Deadline, SingleRequest>> {
+        let admitted = self
+            .admission
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| wasmtime::format_err!("the host is shutting down"))?;
         let c = &self.component;
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&c.environment).inherit_stderr();
@@ -156,6 +165,7 @@ impl HandlerState for ComponentHandler {
             wasi.preopened_dir(host_dir, guest_path, FsPerms::ReadOnly)?;
         }
         let state = HostState {
+            admitted: Some(admitted),
             component: c.id.as_str().into(),
             table: ResourceTable::new(),
             wasi: wasi.build(),
@@ -288,6 +298,9 @@ impl App {
                 .enumerate()
                 .map(|(i, c)| (i, c.route.clone())),
         );
+        let admission = Arc::new(Semaphore::new(
+            (options.limits.max_instances as usize / 2).max(1),
+        ));
         let components = prepared
             .into_iter()
             .map(|component| {
@@ -296,6 +309,7 @@ impl App {
                     component,
                     max_memory_bytes: options.limits.max_memory_bytes,
                     timeout: options.request_timeout,
+                    admission: admission.clone(),
                 })
             })
             .collect();
@@ -315,9 +329,6 @@ impl App {
             native,
             interceptor,
             components,
-            admission: Arc::new(Semaphore::new(
-                (options.limits.max_instances as usize / 2).max(1),
-            )),
             request_timeout: options.request_timeout,
         }))
     }
@@ -519,11 +530,6 @@ impl App {
         };
         let handler = &self.components[matched.index];
         let component = &handler.state().component;
-        let Ok(_permit) = self.admission.acquire().await else {
-            return error_response(ApiError::Unavailable {
-                detail: "the host is shutting down".into(),
-            });
-        };
         let (mut parts, body) = req.into_parts();
         let authority = parts
             .headers
