@@ -53,7 +53,7 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         request_timeout_secs: u64,
         /// Component instances alive at once; more requests wait their turn. Each concurrent
-        /// classification holds ~26 MiB resident and two cores only run two at a time, so a small
+        /// classification holds ~25 MiB resident and two cores only run two at a time, so a small
         /// number caps memory at the same throughput (BENCHMARKS.md, Memory); every open
         /// `/stream-sentiment` holds one for its whole conversation.
         #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -252,8 +252,7 @@ fn main() -> Result<()> {
             let mut options = sentio_host::HostOptions::new(manifest);
             options.variables = variables.into_iter().collect::<BTreeMap<_, _>>();
             options.request_timeout = Duration::from_secs(request_timeout_secs);
-            // The host admits half its pooling slots as requests (the rest is headroom).
-            options.limits.max_instances = max_concurrent_requests * 2;
+            options.limits.max_concurrent_requests = max_concurrent_requests;
             serve(options, listen)
         }
         Command::Redact {

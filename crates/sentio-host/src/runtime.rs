@@ -22,8 +22,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Limits for every instance.
 #[derive(Debug, Clone)]
 pub struct InstanceLimits {
-    /// Most component instances alive at once (pooling allocator slots).
-    pub max_instances: u32,
+    /// Most component instances alive at once; more requests wait for one. The pooling
+    /// allocator gets twice as many slots, as headroom.
+    pub max_concurrent_requests: u32,
     /// Largest linear memory one instance may grow to.
     pub max_memory_bytes: usize,
 }
@@ -31,7 +32,7 @@ pub struct InstanceLimits {
 impl Default for InstanceLimits {
     fn default() -> Self {
         Self {
-            max_instances: 256,
+            max_concurrent_requests: 128,
             max_memory_bytes: 512 << 20,
         }
     }
@@ -48,12 +49,13 @@ pub fn engine(limits: &InstanceLimits) -> Result<Engine> {
     if std::env::var_os("SENTIO_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
+    let max_instances = limits.max_concurrent_requests * 2;
     let mut pooling = PoolingAllocationConfig::new();
-    pooling.total_component_instances(limits.max_instances);
-    pooling.total_core_instances(limits.max_instances * 4);
-    pooling.total_memories(limits.max_instances * 2);
-    pooling.total_tables(limits.max_instances * 4);
-    pooling.total_stacks(limits.max_instances);
+    pooling.total_component_instances(max_instances);
+    pooling.total_core_instances(max_instances * 4);
+    pooling.total_memories(max_instances * 2);
+    pooling.total_tables(max_instances * 4);
+    pooling.total_stacks(max_instances);
     pooling.max_memory_size(limits.max_memory_bytes);
     pooling.max_memories_per_component(4);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));

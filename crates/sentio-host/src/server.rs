@@ -299,7 +299,7 @@ impl App {
                 .map(|(i, c)| (i, c.route.clone())),
         );
         let admission = Arc::new(Semaphore::new(
-            (options.limits.max_instances as usize / 2).max(1),
+            (options.limits.max_concurrent_requests as usize).max(1),
         ));
         let components = prepared
             .into_iter()

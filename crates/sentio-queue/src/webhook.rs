@@ -93,6 +93,17 @@ pub fn verify(
     now_secs: u64,
     tolerance_secs: u64,
 ) -> Result<(), SignatureError> {
+    verified(secret, header, body, now_secs, tolerance_secs).map(|_| ())
+}
+
+/// [`verify`]'s work, answering the signature's timestamp and the `v1` tag that matched.
+fn verified(
+    secret: &[u8],
+    header: &str,
+    body: &[u8],
+    now_secs: u64,
+    tolerance_secs: u64,
+) -> Result<(u64, Vec<u8>), SignatureError> {
     let (timestamp, tags) = parse_header(header)?;
     let age_secs = now_secs.abs_diff(timestamp);
     if age_secs > tolerance_secs {
@@ -102,14 +113,10 @@ pub fn verify(
         });
     }
     let expected = mac(secret, timestamp, body);
-    if tags
-        .iter()
-        .any(|tag| expected.clone().verify_slice(tag).is_ok())
-    {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    tags.into_iter()
+        .find(|tag| expected.clone().verify_slice(tag).is_ok())
+        .map(|tag| (timestamp, tag))
+        .ok_or(SignatureError::Mismatch)
 }
 
 /// A receiver's memory of the signed deliveries it accepted within the replay window: the same
@@ -119,7 +126,7 @@ pub fn verify(
 /// older than it are dropped, since [`verify`] refuses their timestamps anyway.
 #[derive(Debug, Default)]
 pub struct ReplayGuard {
-    /// (timestamp, the header's first `v1` tag) of accepted deliveries.
+    /// (timestamp, the `v1` tag that matched) of accepted deliveries.
     seen: std::collections::BTreeSet<(u64, Vec<u8>)>,
 }
 
@@ -133,9 +140,7 @@ impl ReplayGuard {
         now_secs: u64,
         tolerance_secs: u64,
     ) -> Result<(), SignatureError> {
-        verify(secret, header, body, now_secs, tolerance_secs)?;
-        let (timestamp, mut tags) = parse_header(header)?;
-        let tag = tags.swap_remove(0);
+        let (timestamp, tag) = verified(secret, header, body, now_secs, tolerance_secs)?;
         let oldest = now_secs.saturating_sub(tolerance_secs);
         self.seen = self.seen.split_off(&(oldest, Vec::new()));
         if self.seen.insert((timestamp, tag)) {
