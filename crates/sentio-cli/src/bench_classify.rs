@@ -100,16 +100,11 @@ fn load_pipeline(dir: &Path) -> Result<TractPipeline> {
     )?)
 }
 
-pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
-    let min = Duration::from_secs(seconds);
-    let pipeline = load_pipeline(model_dir)?;
+/// The benchmark's texts (one per entry of `LENGTHS`) and their token ids.
+fn texts_and_inputs(model_dir: &Path) -> Result<(Vec<String>, Vec<Vec<u32>>, WordPiece)> {
     let config = ModelConfig::from_json(&std::fs::read(model_dir.join("config.json"))?)?;
     let tokenizer =
         WordPiece::from_json(&std::fs::read(model_dir.join("tokenizer.json"))?, &config)?;
-    let options = ClassifyOptions {
-        sentences: false,
-        max_sentences: 0,
-    };
     let texts: Vec<String> = LENGTHS
         .iter()
         .map(|&n| text_of_length(&tokenizer, n))
@@ -121,15 +116,72 @@ pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
     for (ids, &n) in inputs.iter().zip(&LENGTHS) {
         anyhow::ensure!(ids.len() == n, "input of {} tokens, wanted {n}", ids.len());
     }
+    Ok((texts, inputs, tokenizer))
+}
 
-    // Native tract: the whole pipeline (tokenize + infer + calibrate), as the component runs it.
-    let mut native = Vec::new();
-    for text in &texts {
-        native.push(stats(sample(min, || {
-            std::hint::black_box(pipeline.classify(&[text.as_str()], &options)?);
-            Ok(())
-        })?));
+/// Native tract: the whole pipeline (tokenize + infer + calibrate), as the component runs it.
+fn time_native(pipeline: &TractPipeline, texts: &[String], min: Duration) -> Result<Vec<Stats>> {
+    let options = ClassifyOptions {
+        sentences: false,
+        max_sentences: 0,
+    };
+    texts
+        .iter()
+        .map(|text| {
+            Ok(stats(sample(min, || {
+                std::hint::black_box(pipeline.classify(&[text.as_str()], &options)?);
+                Ok(())
+            })?))
+        })
+        .collect()
+}
+
+/// `--native-only`: the native p50s as one JSON array, for [`native_with_128_bit_kernels`].
+pub fn run_native_only(model_dir: &Path, seconds: u64) -> Result<()> {
+    let pipeline = load_pipeline(model_dir)?;
+    let (texts, _, _) = texts_and_inputs(model_dir)?;
+    let native = time_native(&pipeline, &texts, Duration::from_secs(seconds))?;
+    let p50s: Vec<f64> = native.iter().map(|s| s.p50).collect();
+    println!("{}", serde_json::to_string(&p50s)?);
+    Ok(())
+}
+
+/// x86-64 features tract drops under `TRACT_CPU_ISA` to leave only its SSE2 (128-bit) kernels:
+/// the vector width wasm's `simd128` has, so the component can be compared ISA for ISA.
+const WIDER_THAN_128_BIT: &str = "-avx,-avx2,-fma,-avx512f,-avx512vnni,-avx512fp16,-avxvnni";
+
+/// Native p50s with tract limited to 128-bit kernels. tract reads its ISA knob once per process,
+/// so this runs the benchmark binary again with the knob set. `None` off x86-64 (aarch64's NEON
+/// is 128-bit already).
+fn native_with_128_bit_kernels(model_dir: &Path, seconds: u64) -> Result<Option<Vec<f64>>> {
+    if !cfg!(target_arch = "x86_64") {
+        return Ok(None);
     }
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "classify", "--native-only", "--seconds"])
+        .arg(seconds.to_string())
+        .arg("--model")
+        .arg(model_dir)
+        .env("TRACT_CPU_ISA", WIDER_THAN_128_BIT)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("re-running the benchmark with 128-bit kernels")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "the 128-bit native run failed: {}",
+        output.status
+    );
+    Ok(Some(
+        serde_json::from_slice(&output.stdout).context("reading the 128-bit native run's p50s")?,
+    ))
+}
+
+pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
+    let min = Duration::from_secs(seconds);
+    let pipeline = load_pipeline(model_dir)?;
+    let (texts, inputs, tokenizer) = texts_and_inputs(model_dir)?;
+    let native = time_native(&pipeline, &texts, min)?;
+    let native_128 = native_with_128_bit_kernels(model_dir, seconds)?;
 
     // Other ONNX files on the same inputs (e.g. the fp32 export next to the shipped int8).
     let mut compared = Vec::new();
@@ -234,6 +286,17 @@ pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
         println!(
             "\nonnxruntime (Python) running the teacher ({}), p50 for {LENGTHS:?} tokens: {}",
             teacher.display(),
+            cells.join(", ")
+        );
+    }
+    if let Some(n128) = &native_128 {
+        let cells: Vec<String> = n128
+            .iter()
+            .zip(&in_component)
+            .map(|(n, comp)| format!("{n:.2} ms (component / it: {:.2}x)", comp.p50 / n))
+            .collect();
+        println!(
+            "\nnative tract limited to 128-bit SSE2 kernels (TRACT_CPU_ISA={WIDER_THAN_128_BIT}), p50 for {LENGTHS:?} tokens: {}",
             cells.join(", ")
         );
     }

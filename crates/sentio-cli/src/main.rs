@@ -204,6 +204,10 @@ enum BenchTarget {
         /// Minimum seconds per cell.
         #[arg(long, default_value_t = 2)]
         seconds: u64,
+        /// Time only the native pipeline and print its p50s as one JSON line (how the benchmark
+        /// re-runs itself with tract limited to 128-bit kernels).
+        #[arg(long, hide = true)]
+        native_only: bool,
     },
     /// What `sentio serve`'s gateway (keys, rate limit, ids, metrics, dashboard, audit) adds
     /// per request, in-process, against one JSON parse of the same answer.
@@ -267,8 +271,18 @@ fn main() -> Result<()> {
             what:
                 BenchTarget::Classify {
                     model,
+                    seconds,
+                    native_only,
+                    ..
+                },
+        } if native_only => bench_classify::run_native_only(&model, seconds),
+        Command::Bench {
+            what:
+                BenchTarget::Classify {
+                    model,
                     compare,
                     seconds,
+                    ..
                 },
         } => bench_classify::run(&model, &compare, seconds),
         Command::Bench {
