@@ -3,6 +3,7 @@
 //!
 //! Pure Rust with no I/O: compiles for native targets and `wasm32-wasip2`.
 
+pub mod audit;
 pub mod config;
 pub mod context;
 pub mod envelope;

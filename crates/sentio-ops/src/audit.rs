@@ -18,68 +18,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Deserialize;
 
 use sentio_core::ApiError;
+pub use sentio_core::audit::{
+    AuditEntry, FeedbackRecord, FeedbackRequest, PredictionRecord, TrainingExample,
+};
+use sentio_core::audit::{corrections_by_prediction, feedback_record, training_example};
 
 const PREDICTIONS: &str = "predictions.jsonl";
 const FEEDBACK: &str = "feedback.jsonl";
 const SYNC_EVERY: Duration = Duration::from_millis(200);
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PredictionRecord {
-    pub prediction_id: String,
-    #[serde(default)]
-    pub request_id: Option<String>,
-    pub at_ms: u64,
-    #[serde(default)]
-    pub tenant: Option<String>,
-    pub route: String,
-    pub tier: String,
-    /// `id@version`.
-    pub model: String,
-    pub label: String,
-    pub confidence: f64,
-    pub scores: Value,
-    #[serde(default)]
-    pub input_hash: Option<String>,
-    pub redacted_text: String,
-    #[serde(default)]
-    pub metadata: Value,
-    #[serde(default)]
-    pub escalation: Option<String>,
-}
-
-/// `POST /feedback`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeedbackRequest {
-    pub prediction_id: String,
-    pub corrected_label: sentio_model::Label,
-    /// Who corrected it (an agent id, an email, a team name).
-    pub reviewer: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeedbackRecord {
-    pub feedback_id: String,
-    pub prediction_id: String,
-    pub corrected_label: String,
-    pub original_label: String,
-    pub reviewer: String,
-    pub at_ms: u64,
-    #[serde(default)]
-    pub tenant: Option<String>,
-}
-
-/// One prediction with every correction made to it.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditEntry {
-    #[serde(flatten)]
-    pub prediction: PredictionRecord,
-    pub feedback: Vec<FeedbackRecord>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -152,14 +101,7 @@ fn open_append(path: &Path, complete_len: u64) -> Result<File, AuditError> {
 }
 
 fn overrides_from(records: Vec<(u64, FeedbackRecord)>) -> HashMap<String, Vec<FeedbackRecord>> {
-    let mut overrides: HashMap<String, Vec<FeedbackRecord>> = HashMap::new();
-    for (_, record) in records {
-        overrides
-            .entry(record.prediction_id.clone())
-            .or_default()
-            .push(record);
-    }
-    overrides
+    corrections_by_prediction(records.into_iter().map(|(_, r)| r))
 }
 
 impl AuditLog {
@@ -268,27 +210,20 @@ impl AuditLog {
         request: FeedbackRequest,
         now_ms: u64,
     ) -> Result<FeedbackRecord, ApiError> {
-        let reviewer = request.reviewer.trim();
-        if reviewer.is_empty() || reviewer.len() > 128 || reviewer.chars().any(char::is_control) {
-            return Err(ApiError::invalid(
-                "reviewer",
-                "must be 1 to 128 bytes without control characters",
-            ));
-        }
+        // Input first, then the lookup: a bad reviewer is the caller's error whatever the id.
+        sentio_core::audit::check_reviewer(&request.reviewer)?;
         let entry = self.get(tenant, &request.prediction_id).ok_or_else(|| {
             ApiError::invalid("prediction_id", "no prediction with this id (for this key)")
         })?;
         let mut inner = self.lock();
         let n = inner.overrides.values().map(Vec::len).sum::<usize>() + 1;
-        let record = FeedbackRecord {
-            feedback_id: format!("fb_{now_ms}_{n}"),
-            prediction_id: request.prediction_id,
-            corrected_label: request.corrected_label.as_str().to_owned(),
-            original_label: entry.prediction.label,
-            reviewer: reviewer.to_owned(),
-            at_ms: now_ms,
-            tenant: tenant.map(str::to_owned),
-        };
+        let record = feedback_record(
+            &entry.prediction,
+            request,
+            format!("fb_{now_ms}_{n}"),
+            tenant,
+            now_ms,
+        )?;
         let mut line = serde_json::to_vec(&record).map_err(|e| ApiError::Internal {
             detail: e.to_string(),
         })?;
@@ -312,27 +247,6 @@ impl AuditLog {
     }
 }
 
-/// One line of the exported training set.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct TrainingExample {
-    /// The redacted text the model saw.
-    pub text: String,
-    /// The last human correction.
-    pub label: String,
-    pub original_label: String,
-    pub model: String,
-    pub tier: String,
-    pub confidence: f64,
-    pub scores: Value,
-    pub prediction_id: String,
-    pub reviewer: String,
-    pub corrected_at_ms: u64,
-    #[serde(default)]
-    pub tenant: Option<String>,
-    #[serde(default)]
-    pub channel: Option<String>,
-}
-
 /// Writes every corrected prediction in `dir` as a JSON line (the last correction wins);
 /// returns how many.
 pub fn export_training_set(dir: &Path, out: &mut dyn std::io::Write) -> Result<usize, AuditError> {
@@ -345,24 +259,7 @@ pub fn export_training_set(dir: &Path, out: &mut dyn std::io::Write) -> Result<u
         let Some(last) = overrides.get(&p.prediction_id).and_then(|v| v.last()) else {
             continue;
         };
-        let example = TrainingExample {
-            label: last.corrected_label.clone(),
-            original_label: p.label,
-            reviewer: last.reviewer.clone(),
-            corrected_at_ms: last.at_ms,
-            channel: p
-                .metadata
-                .get("channel")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            text: p.redacted_text,
-            model: p.model,
-            tier: p.tier,
-            confidence: p.confidence,
-            scores: p.scores,
-            prediction_id: p.prediction_id,
-            tenant: p.tenant,
-        };
+        let example = training_example(p, last);
         let mut line = serde_json::to_vec(&example).unwrap_or_default();
         line.push(b'\n');
         out.write_all(&line).map_err(io(&path))?;

@@ -31,10 +31,11 @@ use sentio_core::ApiError;
 use sentio_core::context::{REQUEST_ID_HEADER, TENANT_HEADER, TRACEPARENT_HEADER, new_request_id};
 
 use crate::access::{AccessControl, scope_for};
-use crate::audit::{AuditLog, PredictionRecord};
+use crate::audit::AuditLog;
 use crate::dashboard::Dashboard;
 use crate::metrics::{Metrics, RequestSample};
 use crate::observe::{BodyReader, Framing, Observed};
+use sentio_core::audit::prediction_records;
 
 /// Largest answer the gateway reads to observe it (bigger ones go out unobserved).
 const MAX_OBSERVED_BODY: usize = 16 * 1024 * 1024;
@@ -238,23 +239,10 @@ impl GatewayExchange {
             state
                 .dashboard
                 .record_prediction(now, &p.label, p.confidence);
-            if let (Some(audit), Some(id)) = (&state.audit, &p.prediction_id) {
-                audit.record(&PredictionRecord {
-                    prediction_id: id.clone(),
-                    request_id: observed.request_id.clone(),
-                    at_ms: now,
-                    tenant: self.tenant.clone(),
-                    route: self.route.clone(),
-                    tier: tier.to_owned(),
-                    model: model.to_owned(),
-                    label: p.label.clone(),
-                    confidence: p.confidence,
-                    scores: p.scores.clone(),
-                    input_hash: p.input_hash.clone(),
-                    redacted_text: p.redacted_text.clone(),
-                    metadata: observed.metadata.clone(),
-                    escalation: observed.escalation.clone(),
-                });
+        }
+        if let Some(audit) = &state.audit {
+            for record in prediction_records(&observed, &self.route, self.tenant.as_deref(), now) {
+                audit.record(&record);
             }
         }
         if let Some(outcome) = &observed.escalation {
