@@ -427,3 +427,194 @@ fn the_heavy_lambda_answers_api_gateway_events_under_the_runtime_emulator() {
         "PII in the Lambda log"
     );
 }
+
+/// An API Gateway HTTP API (v2) event for the heavy Lambda, from the committed fixture.
+fn apigw_event(method: &str, path: &str, body: &str) -> String {
+    let mut event: Value =
+        serde_json::from_str(include_str!("fixtures/apigw-v2-classify.json")).unwrap();
+    event["routeKey"] = json!(format!("{method} {path}"));
+    event["rawPath"] = json!(path);
+    event["requestContext"]["http"]["method"] = json!(method);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["requestContext"]["routeKey"] = json!(format!("{method} {path}"));
+    event["headers"]["x-api-key"] = json!("k-123");
+    event["body"] = json!(body);
+    event.to_string()
+}
+
+/// Invokes a Lambda synchronously; returns the function's answer.
+fn invoke(lambda: &LambdaFunction, event: &str) -> Value {
+    let r = common::http_request(
+        &lambda.addr(),
+        "POST",
+        "/2015-03-31/functions/_/invocations",
+        &[("content-type", "application/json")],
+        event.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+/// Invokes the heavy Lambda with an API Gateway event: (status, parsed body).
+fn call_heavy(heavy: &LambdaFunction, method: &str, path: &str, body: &str) -> (u64, Value) {
+    let response = invoke(heavy, &apigw_event(method, path, body));
+    let status = response["statusCode"].as_u64().unwrap();
+    let body = response["body"].as_str().unwrap_or("null");
+    (status, serde_json::from_str(body).unwrap())
+}
+
+#[test]
+fn the_lambdas_keep_the_audit_trail_and_feedback_in_s3_and_export_it() {
+    const BUCKET: &str = "sentio-audit";
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let mut env = moto.env();
+    env.push(("SENTIO_AUDIT_BUCKET", BUCKET.to_owned()));
+    env.push(("SENTIO_AUDIT_PREFIX", "prod".to_owned()));
+    env.push(("SENTIO_HEAVY_API_KEY", "k-123".to_owned()));
+    let heavy = LambdaFunction::start("heavy-classify", &env);
+
+    // A heavy-tier prediction is recorded before the answer goes out.
+    let classify = json!({"texts": [WITH_PII, HAPPY], "metadata": {"channel": "chat"}});
+    let (status, answer) = call_heavy(&heavy, "POST", "/v1/classify", &classify.to_string());
+    assert_eq!(status, 200, "{answer}");
+    let pii_id = answer["results"][0]["prediction_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let happy_id = answer["results"][1]["prediction_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let keys = moto.list_keys(BUCKET, "prod/predictions/");
+    for id in [&pii_id, &happy_id] {
+        assert!(
+            keys.contains(&format!("prod/predictions/{id}.json")),
+            "{id} not recorded: {keys:?}"
+        );
+    }
+
+    // Corrections: typed errors first, then one that is stored.
+    let feedback = |id: &str, label: &str| {
+        json!({"prediction_id": id, "corrected_label": label, "reviewer": "agent-7"}).to_string()
+    };
+    let (status, error) = call_heavy(
+        &heavy,
+        "POST",
+        "/v1/feedback",
+        &feedback("req_nope.0", "neutral"),
+    );
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (422, Some("prediction_id")),
+        "{error}"
+    );
+    let (status, error) = call_heavy(
+        &heavy,
+        "POST",
+        "/v1/feedback",
+        &feedback(&pii_id, "furious"),
+    );
+    assert_eq!(status, 422, "{error}");
+    let (status, error) = call_heavy(
+        &heavy,
+        "POST",
+        "/v1/feedback",
+        &json!({"prediction_id": pii_id, "corrected_label": "neutral", "reviewer": " "})
+            .to_string(),
+    );
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (422, Some("reviewer")),
+        "{error}"
+    );
+    let (status, stored) = call_heavy(
+        &heavy,
+        "POST",
+        "/v1/feedback",
+        &feedback(&pii_id, "neutral"),
+    );
+    assert_eq!(status, 201, "{stored}");
+    assert_eq!(stored["original_label"], answer["results"][0]["label"]);
+
+    // The audit entry: the redacted text, never the raw one, and the correction.
+    let (status, entry) = call_heavy(&heavy, "GET", &format!("/v1/audit/{pii_id}"), "");
+    assert_eq!(status, 200, "{entry}");
+    assert_eq!(entry["tier"], "heavy");
+    assert_eq!(entry["feedback"][0]["corrected_label"], "neutral");
+    let text = entry["redacted_text"].as_str().unwrap();
+    assert!(
+        text.contains("<EMAIL_ADDRESS>") && !text.contains("jane.doe"),
+        "{text}"
+    );
+    let (status, _) = call_heavy(&heavy, "GET", "/v1/audit/req_nope.0", "");
+    assert_eq!(status, 404);
+
+    // A nearline prediction: the worker records it before delivering it, under its item id,
+    // which the delivery carries so the receiver can correct it too.
+    let receiver = WebhookReceiver::start(0);
+    let mut worker_env = worker_env(&receiver);
+    worker_env.extend(env.iter().cloned());
+    let worker = LambdaFunction::start("queue-worker", &worker_env);
+    let envelope = json!({
+        "version": 1, "job_id": "job_s3", "item_id": "job_s3:0", "source": "workflow",
+        "redacted_text": "The replacement part never arrived and nobody calls back.",
+        "enqueued_at_ms": 1, "metadata": {"channel": "email"},
+    });
+    let event = json!({"Records": [{
+        "messageId": "m-1", "receiptHandle": "r-1", "body": envelope.to_string(),
+        "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs",
+    }]});
+    let response = invoke(&worker, &event.to_string());
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    assert_delivered(&receiver, &["job_s3:0".to_owned()], Duration::from_secs(30));
+    let delivered = &receiver.by_id()["job_s3:0"].body;
+    assert_eq!(delivered["result"]["prediction_id"], "job_s3:0");
+    let (status, stored) = call_heavy(
+        &heavy,
+        "POST",
+        "/v1/feedback",
+        &feedback("job_s3:0", "neutral"),
+    );
+    assert_eq!(status, 201, "{stored}");
+    let (_, entry) = call_heavy(&heavy, "GET", "/v1/audit/job_s3:0", "");
+    assert_eq!(
+        (entry["tier"].as_str(), entry["route"].as_str()),
+        (Some("nearline"), Some("queue"))
+    );
+
+    // The training set, exported from the bucket by the CLI.
+    let out = std::process::Command::new(common::workspace_root().join("target/release/sentio"))
+        .args(["feedback", "export", "--s3-bucket", BUCKET])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l["prediction_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut want = vec![pii_id.as_str(), "job_s3:0"];
+    want.sort_unstable();
+    assert_eq!(ids, want, "{lines:?}");
+    assert!(lines.iter().all(|l| l["label"] == "neutral"));
+    println!(
+        "S3 audit: {} prediction objects, {} feedback objects, {} exported",
+        moto.list_keys(BUCKET, "prod/predictions/").len(),
+        moto.list_keys(BUCKET, "prod/feedback/").len(),
+        lines.len()
+    );
+
+    for logs in [heavy.logs(), worker.logs()] {
+        assert!(!logs.contains("jane.doe"), "PII in a Lambda log");
+    }
+}

@@ -82,8 +82,33 @@ impl Moto {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("SENTIO_SQS_ENDPOINT", self.endpoint.clone()),
+            ("SENTIO_S3_ENDPOINT", self.endpoint.clone()),
             ("AWS_REGION", "us-east-1".into()),
         ]
+    }
+
+    /// Creates an S3 bucket (path style; moto takes unsigned requests).
+    pub fn create_bucket(&self, name: &str) {
+        let addr = self.endpoint.trim_start_matches("http://");
+        let r = super::http_request(addr, "PUT", &format!("/{name}"), &[], b"");
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+
+    /// The keys under `prefix` in `bucket`.
+    pub fn list_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let addr = self.endpoint.trim_start_matches("http://");
+        let r = super::http_request(
+            addr,
+            "GET",
+            &format!("/{bucket}?list-type=2&prefix={prefix}"),
+            &[],
+            b"",
+        );
+        let xml = String::from_utf8_lossy(&r.body);
+        xml.split("<Key>")
+            .skip(1)
+            .filter_map(|k| k.split("</Key>").next().map(str::to_owned))
+            .collect()
     }
 }
 

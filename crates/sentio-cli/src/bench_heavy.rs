@@ -55,6 +55,7 @@ pub fn run(seconds: u64) -> Result<()> {
                 classifier: sentio_heavy::load_teacher_on(engine)?,
                 config,
                 queue: None,
+                audit: None,
             });
             let loaded = started.elapsed();
             let first = tier.clone().handle(request(1)).await;

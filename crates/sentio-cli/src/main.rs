@@ -147,11 +147,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum FeedbackCommand {
-    /// Join the audit trail and the corrections into a training set.
+    /// Join the audit trail and the corrections into a training set (JSON lines: the redacted
+    /// text, the last correction's label, the original prediction). From `sentio serve`'s data
+    /// directory, or from the AWS tier's S3 audit store with `--s3-bucket`.
     Export {
         /// `sentio serve`'s data directory (its `audit/` holds the trail).
         #[arg(long, env = "SENTIO_DATA_DIR", default_value = ".sentio-data")]
         data_dir: PathBuf,
+        /// Read the S3 audit store the Lambdas write instead (key prefix from
+        /// SENTIO_AUDIT_PREFIX, an S3-compatible server from SENTIO_S3_ENDPOINT, AWS_REGION and
+        /// the standard AWS credential chain).
+        #[arg(long, env = "SENTIO_AUDIT_BUCKET")]
+        s3_bucket: Option<String>,
         /// Write here instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -331,31 +338,51 @@ fn main() -> Result<()> {
             progress,
         ),
         Command::Feedback {
-            what: FeedbackCommand::Export { data_dir, out },
+            what:
+                FeedbackCommand::Export {
+                    data_dir,
+                    s3_bucket,
+                    out,
+                },
         } => {
-            let dir = data_dir.join("audit");
-            if !dir.exists() {
-                bail!(
-                    "no audit trail in {} (pass the data directory `sentio serve` used with --data-dir)",
-                    dir.display()
-                );
-            }
-            let written = match out {
-                Some(path) => {
-                    let mut file = std::io::BufWriter::new(
-                        std::fs::File::create(&path)
-                            .with_context(|| format!("creating {}", path.display()))?,
-                    );
-                    let n = sentio_ops::audit::export_training_set(&dir, &mut file)?;
-                    file.flush()?;
-                    n
+            let mut sink: Box<dyn std::io::Write> = match &out {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let written = match s3_bucket {
+                Some(bucket) => {
+                    let settings = sentio_heavy::S3Settings::from_lookup(|name| {
+                        if name == "SENTIO_AUDIT_BUCKET" {
+                            Some(bucket.clone())
+                        } else {
+                            std::env::var(name).ok()
+                        }
+                    })
+                    .context("--s3-bucket must not be empty")?;
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async {
+                        let audit =
+                            std::sync::Arc::new(sentio_heavy::S3Audit::connect(&settings).await);
+                        audit.export(&mut sink).await
+                    })?
                 }
                 None => {
-                    let stdout = std::io::stdout();
-                    let mut lock = stdout.lock();
-                    sentio_ops::audit::export_training_set(&dir, &mut lock)?
+                    let dir = data_dir.join("audit");
+                    if !dir.exists() {
+                        bail!(
+                            "no audit trail in {} (pass the data directory `sentio serve` used with --data-dir, or --s3-bucket)",
+                            dir.display()
+                        );
+                    }
+                    sentio_ops::audit::export_training_set(&dir, &mut sink)?
                 }
             };
+            sink.flush()?;
             eprintln!("exported {written} corrected predictions");
             Ok(())
         }

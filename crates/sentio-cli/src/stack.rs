@@ -124,6 +124,7 @@ pub async fn start() -> Result<Stack> {
         classifier: classifier.clone(),
         config: config.clone(),
         queue: Some(queue.clone()),
+        audit: None,
     });
     let max_body_bytes = config.max_job_body_bytes.max(config.api.max_body_bytes);
     let handler: sentio_host::NativeHandler = Arc::new(move |request| {

@@ -155,6 +155,30 @@ pub fn training_example(prediction: PredictionRecord, last: &FeedbackRecord) -> 
     }
 }
 
+/// The record of one item the nearline worker scored: its item id is its prediction id.
+pub fn scored_item_record(item: &crate::envelope::ScoredItem, at_ms: u64) -> PredictionRecord {
+    let result = &item.result;
+    PredictionRecord {
+        prediction_id: item.item_id.clone(),
+        request_id: Some(item.job_id.clone()),
+        at_ms,
+        tenant: None,
+        route: "queue".into(),
+        tier: serde_json::to_value(item.tier)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        model: format!("{}@{}", item.model.id, item.model.version),
+        label: result.label.as_str().to_owned(),
+        confidence: f64::from(result.confidence),
+        scores: serde_json::to_value(result.scores).unwrap_or(Value::Null),
+        input_hash: result.input_hash.clone(),
+        redacted_text: result.redacted_text.clone(),
+        metadata: serde_json::to_value(&item.metadata).unwrap_or(Value::Null),
+        escalation: None,
+    }
+}
+
 /// The records of one answer's predictions (those without an id are not recorded: nothing
 /// could refer to them).
 pub fn prediction_records(
@@ -279,4 +303,76 @@ pub fn observe(body: &[u8]) -> Observed {
         _ => None,
     };
     observed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_carry_what_the_caller_saw_and_skip_predictions_without_ids() {
+        let answer = br#"{"request_id": "req_1", "tier": "heavy",
+            "model": {"id": "teacher", "version": "1"}, "metadata": {"channel": "chat"},
+            "results": [
+              {"prediction_id": "req_1.0", "label": "negative", "confidence": 0.9,
+               "scores": {"negative": 0.9, "neutral": 0.05, "positive": 0.05},
+               "redacted_text": "mail <EMAIL_ADDRESS>", "input_hash": "h1"},
+              {"label": "positive", "confidence": 0.8, "redacted_text": "thanks"}]}"#;
+        let records = prediction_records(&observe(answer), "/v1/classify", Some("acme"), 7);
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert_eq!(
+            (r.prediction_id.as_str(), r.tier.as_str(), r.model.as_str()),
+            ("req_1.0", "heavy", "teacher@1")
+        );
+        assert_eq!((r.tenant.as_deref(), r.at_ms), (Some("acme"), 7));
+        assert_eq!(r.redacted_text, "mail <EMAIL_ADDRESS>");
+        assert_eq!(r.metadata["channel"], "chat");
+        assert!(
+            prediction_records(&observe(br#"{"error": {"kind": "x"}}"#), "/", None, 0).is_empty()
+        );
+    }
+
+    #[test]
+    fn the_last_correction_is_the_training_label() {
+        let prediction = PredictionRecord {
+            prediction_id: "p".into(),
+            request_id: None,
+            at_ms: 1,
+            tenant: None,
+            route: "queue".into(),
+            tier: "nearline".into(),
+            model: "m@1".into(),
+            label: "negative".into(),
+            confidence: 0.6,
+            scores: Value::Null,
+            input_hash: None,
+            redacted_text: "late again".into(),
+            metadata: serde_json::json!({"channel": "email"}),
+            escalation: None,
+        };
+        let correct = |label: &str, at_ms: u64| {
+            let request: FeedbackRequest = serde_json::from_value(serde_json::json!({
+                "prediction_id": "p", "corrected_label": label, "reviewer": " agent-7 "
+            }))
+            .unwrap();
+            feedback_record(&prediction, request, format!("fb_{at_ms}"), None, at_ms).unwrap()
+        };
+        let all = corrections_by_prediction([correct("neutral", 2), correct("positive", 3)]);
+        let example = training_example(prediction.clone(), all["p"].last().unwrap());
+        assert_eq!(
+            (example.label.as_str(), example.original_label.as_str()),
+            ("positive", "negative")
+        );
+        assert_eq!(
+            (example.reviewer.as_str(), example.channel.as_deref()),
+            ("agent-7", Some("email"))
+        );
+        let blank: FeedbackRequest = serde_json::from_value(serde_json::json!({
+            "prediction_id": "p", "corrected_label": "neutral", "reviewer": "\t"
+        }))
+        .unwrap();
+        let err = feedback_record(&prediction, blank, "fb".into(), None, 1).unwrap_err();
+        assert_eq!(err.field(), Some("reviewer"));
+    }
 }

@@ -9,7 +9,14 @@
 //!   webhook from the worker.
 //! * `POST /v1/overflow`: one envelope, already redacted by the edge, queued as it is (the
 //!   edge's deferred escalations; in AWS this route is an API Gateway → SQS integration).
+//! * `POST /v1/feedback`: a human correction of a recorded prediction (as `sentio serve`'s
+//!   `/feedback`), stored in the S3 audit store.
+//! * `GET /v1/audit/{prediction_id}`: a prediction's audit record and its corrections.
 //! * `GET /v1/healthz`: model and queue.
+//!
+//! With an audit store (`SENTIO_AUDIT_BUCKET`), every prediction the tier answers is recorded
+//! there before the answer goes out (a Lambda may be frozen the moment it answers); without
+//! one, the feedback and audit routes answer 503.
 
 use std::sync::Arc;
 
@@ -17,6 +24,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use sentio_core::audit::{FeedbackRequest, prediction_records};
 use sentio_core::envelope::{
     ENVELOPE_VERSION, Envelope, EnvelopeSource, check_callback_url, check_id, job_id_from,
 };
@@ -27,6 +35,7 @@ use sentio_queue::{Queue, now_ms};
 use sentio_redact::{Engine, RequestScope};
 
 use crate::HeavyConfig;
+use crate::audit_s3::S3Audit;
 
 /// `sentiment_api::classify` and `sentiment_api::analyze_conversation`.
 type Endpoint<T> =
@@ -39,6 +48,9 @@ pub struct HeavyTier {
     pub config: HeavyConfig,
     /// Where `/v1/jobs` and `/v1/overflow` put items; without one they answer 503.
     pub queue: Option<Arc<Queue>>,
+    /// Where predictions and corrections are recorded (AWS); `sentio serve` records at its
+    /// gateway instead and leaves this `None`.
+    pub audit: Option<Arc<S3Audit>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,7 +115,12 @@ impl HeavyTier {
         let path = parts.uri.path().trim_end_matches('/').to_owned();
         let allowed = match path.as_str() {
             "/v1/healthz" => "GET",
-            "/v1/classify" | "/v1/analyze-conversation" | "/v1/jobs" | "/v1/overflow" => "POST",
+            "/v1/classify"
+            | "/v1/analyze-conversation"
+            | "/v1/jobs"
+            | "/v1/overflow"
+            | "/v1/feedback" => "POST",
+            p if p.starts_with("/v1/audit/") => "GET",
             _ => {
                 return Err(ApiError::NotFound {
                     path: path.chars().take(200).collect(),
@@ -117,6 +134,16 @@ impl HeavyTier {
             });
         }
         self.authorize(&parts.headers)?;
+        let ctx = RequestContext::from_headers(|name| {
+            parts.headers.get(name).and_then(|v| v.to_str().ok())
+        });
+        if let Some(id) = path.strip_prefix("/v1/audit/") {
+            let entry = self.audit()?.entry(ctx.tenant.as_deref(), id).await?;
+            let entry = entry.ok_or_else(|| ApiError::NotFound {
+                path: path.chars().take(200).collect(),
+            })?;
+            return Ok((200, to_json(&entry)?));
+        }
         if parts.method == Method::GET {
             let health = Health {
                 status: "ok",
@@ -141,31 +168,35 @@ impl HeavyTier {
             return Err(ApiError::PayloadTooLarge { limit_bytes: limit });
         }
         match path.as_str() {
-            "/v1/classify" => self.answer(&parts, body, sentiment_api::classify).await,
+            "/v1/classify" => self.answer(ctx, &path, body, sentiment_api::classify).await,
             "/v1/analyze-conversation" => {
-                self.answer(&parts, body, sentiment_api::analyze_conversation)
+                self.answer(ctx, &path, body, sentiment_api::analyze_conversation)
                     .await
             }
-            "/v1/jobs" => {
-                let ctx = RequestContext::from_headers(|name| {
-                    parts.headers.get(name).and_then(|v| v.to_str().ok())
-                });
-                self.submit_job(&body, ctx.traceparent).await
+            "/v1/jobs" => self.submit_job(&body, ctx.traceparent).await,
+            "/v1/feedback" => {
+                let request: FeedbackRequest = sentio_core::http::parse_json(&body)?;
+                let record = self
+                    .audit()?
+                    .feedback(ctx.tenant.as_deref(), request, now_ms(), random_bytes())
+                    .await?;
+                Ok((201, to_json(&record)?))
             }
             _ => self.accept_overflow(&body).await,
         }
     }
 
-    /// Runs one of core's endpoint functions with the teacher, off the async threads.
+    /// Runs one of core's endpoint functions with the teacher, off the async threads, and
+    /// records its predictions when there is an audit store.
     async fn answer<T: Serialize + Send + 'static>(
         self: Arc<Self>,
-        parts: &http::request::Parts,
+        ctx: RequestContext,
+        route: &str,
         body: Bytes,
         endpoint: Endpoint<T>,
     ) -> Result<(u16, Vec<u8>), ApiError> {
-        let ctx = RequestContext::from_headers(|name| {
-            parts.headers.get(name).and_then(|v| v.to_str().ok())
-        });
+        let tenant = ctx.tenant.clone();
+        let audit = self.audit.clone();
         let answer = blocking(move || {
             let config = self.config.api.clone().for_tenant(ctx.tenant.as_deref());
             endpoint(
@@ -178,7 +209,23 @@ impl HeavyTier {
             )
         })
         .await?;
-        Ok((200, to_json(&answer)?))
+        let body = to_json(&answer)?;
+        if let Some(audit) = audit {
+            let observed = sentio_core::audit::observe(&body);
+            let records = prediction_records(&observed, route, tenant.as_deref(), now_ms());
+            // A failed audit write does not fail an answer already computed: it is logged
+            // (counts only, no text) and the caller gets the answer.
+            if let Err(e) = audit.record(&records).await {
+                tracing::error!(error = %e, predictions = records.len(), "audit trail write failed");
+            }
+        }
+        Ok((200, body))
+    }
+
+    fn audit(&self) -> Result<&Arc<S3Audit>, ApiError> {
+        self.audit.as_ref().ok_or_else(|| ApiError::Unavailable {
+            detail: "no audit store is configured for this tier (SENTIO_AUDIT_BUCKET)".into(),
+        })
     }
 
     fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {

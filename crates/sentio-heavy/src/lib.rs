@@ -7,6 +7,7 @@
 //! invocation.
 
 pub mod api;
+pub mod audit_s3;
 pub mod config;
 pub mod emf;
 pub mod worker;
@@ -14,6 +15,7 @@ pub mod worker;
 use std::sync::Arc;
 
 pub use api::HeavyTier;
+pub use audit_s3::{S3Audit, S3Settings};
 pub use config::{HeavyConfig, HeavyConfigError};
 pub use worker::{ResultStore, Worker, WorkerStats};
 
@@ -136,7 +138,15 @@ pub async fn sqs_from_env(get: impl Fn(&str) -> Option<String>) -> Option<sentio
     ))
 }
 
-/// The heavy tier as the Lambda builds it: teacher, recognizers, SQS when configured.
+/// The S3 audit store from `SENTIO_AUDIT_BUCKET` (see [`S3Settings::from_lookup`]); `None` when
+/// no bucket is set.
+pub async fn audit_from_env(get: impl Fn(&str) -> Option<String>) -> Option<Arc<S3Audit>> {
+    let settings = S3Settings::from_lookup(get)?;
+    Some(Arc::new(S3Audit::connect(&settings).await))
+}
+
+/// The heavy tier as the Lambda builds it: teacher, recognizers, SQS and the S3 audit store when
+/// configured.
 pub async fn heavy_tier_from_env(
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<HeavyTier, SetupError> {
@@ -145,17 +155,20 @@ pub async fn heavy_tier_from_env(
         engine: build_engine(&config)?,
         classifier: load_teacher().map_err(|e| SetupError(e.to_string()))?,
         queue: sqs_from_env(&get).await.map(Arc::new),
+        audit: audit_from_env(&get).await,
         config,
     })
 }
 
-/// The worker as the Lambda builds it.
-pub fn worker_from_env(
+/// The worker as the Lambda builds it, recording into the S3 audit store when configured.
+pub async fn worker_from_env(
     get: impl Fn(&str) -> Option<String>,
     results: ResultStore,
 ) -> Result<Worker, SetupError> {
     let config = HeavyConfig::from_lookup(&get)?;
     let engine = build_engine(&config)?;
     let classifier = load_teacher().map_err(|e| SetupError(e.to_string()))?;
-    Worker::new(engine, classifier, config, results).map_err(|e| SetupError(e.to_string()))
+    Ok(Worker::new(engine, classifier, config, results)
+        .map_err(|e| SetupError(e.to_string()))?
+        .with_audit(audit_from_env(&get).await))
 }

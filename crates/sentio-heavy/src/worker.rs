@@ -27,6 +27,8 @@ use sentio_queue::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use sentio_redact::{Engine, RequestScope};
 
 use crate::HeavyConfig;
+use crate::audit_s3::S3Audit;
+use sentio_core::audit::{PredictionRecord, scored_item_record};
 
 /// Results by item id, and whether each was delivered. In memory, plus an append-only file when
 /// given a directory (`sentio serve`), so a restart does not deliver twice.
@@ -122,6 +124,7 @@ pub struct Worker {
     secret: Vec<u8>,
     http: reqwest::Client,
     results: ResultStore,
+    audit: Option<Arc<S3Audit>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +156,14 @@ impl Worker {
             secret,
             http,
             results,
+            audit: None,
         })
+    }
+
+    /// Records every scored item in `audit` before it is delivered (AWS).
+    pub fn with_audit(mut self, audit: Option<Arc<S3Audit>>) -> Self {
+        self.audit = audit;
+        self
     }
 
     pub fn results(&self) -> &ResultStore {
@@ -236,6 +246,24 @@ impl Worker {
             }
         }
 
+        // Nothing goes out that the audit trail lacks. Writing a record again (a retry, a
+        // redelivery) rewrites the same object, so this runs for every delivery.
+        if let Some(audit) = &self.audit
+            && !to_deliver.is_empty()
+        {
+            let at_ms = sentio_queue::now_ms();
+            let records: Vec<PredictionRecord> = to_deliver
+                .iter()
+                .filter_map(|d| serde_json::from_str::<ScoredItem>(&d.body).ok())
+                .map(|item| scored_item_record(&item, at_ms))
+                .collect();
+            if let Err(e) = audit.record(&records).await {
+                // Retried with their results kept: they are not scored again.
+                tracing::error!(error = %e, items = to_deliver.len(), "audit trail write failed");
+                failed.extend(to_deliver.drain(..).map(|d| d.message_id));
+            }
+        }
+
         let deliveries = to_deliver.into_iter().map(|d| {
             let this = self.clone();
             tokio::spawn(async move {
@@ -315,8 +343,10 @@ impl Worker {
                     &options,
                 )
                 .map_err(|e| e.to_string())?;
-                for (&i, result) in group.iter().zip(results) {
+                for (&i, mut result) in group.iter().zip(results) {
                     let e = &envelopes[i];
+                    // The item id names the prediction in feedback and the audit trail.
+                    result.prediction_id = Some(e.item_id.clone());
                     let item = ScoredItem {
                         version: ENVELOPE_VERSION,
                         job_id: e.job_id.clone(),

@@ -31,11 +31,11 @@ fn sqs_error(e: impl std::error::Error) -> QueueError {
     QueueError::Sqs(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
 }
 
-/// A client from the standard AWS configuration chain (environment, profile, Lambda's role),
-/// pointed at `endpoint` when one is given. An SQS-compatible local server accepts any
-/// credentials, so with an endpoint and no `AWS_ACCESS_KEY_ID` in the environment the client signs
-/// with fixed local ones instead of searching for real ones.
-pub async fn client(endpoint: Option<&str>, region: &str) -> Client {
+/// The standard AWS configuration chain (environment, profile, Lambda's role), pointed at
+/// `endpoint` when one is given. A local AWS-compatible server accepts any credentials, so with
+/// an endpoint and no `AWS_ACCESS_KEY_ID` in the environment clients sign with fixed local ones
+/// instead of searching for real ones. Every AWS client Sentio makes starts here.
+pub async fn sdk_config(endpoint: Option<&str>, region: &str) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_owned()));
     if let Some(endpoint) = endpoint {
@@ -50,7 +50,12 @@ pub async fn client(endpoint: Option<&str>, region: &str) -> Client {
             ));
         }
     }
-    Client::new(&loader.load().await)
+    loader.load().await
+}
+
+/// An SQS client from [`sdk_config`].
+pub async fn client(endpoint: Option<&str>, region: &str) -> Client {
+    Client::new(&sdk_config(endpoint, region).await)
 }
 
 impl SqsQueue {

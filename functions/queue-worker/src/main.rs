@@ -13,10 +13,8 @@ async fn main() -> Result<(), Error> {
     let get = |name: &str| std::env::var(name).ok();
     // Lambda instances share nothing, so results are remembered per instance only; scoring is
     // deterministic, so another instance produces the same body for a redelivered item.
-    let worker = Arc::new(sentio_heavy::worker_from_env(
-        get,
-        sentio_heavy::ResultStore::in_memory(),
-    )?);
+    let worker =
+        Arc::new(sentio_heavy::worker_from_env(get, sentio_heavy::ResultStore::in_memory()).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let worker = worker.clone();
         async move {
