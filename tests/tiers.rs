@@ -97,6 +97,24 @@ fn jobs_are_scored_once_per_item_and_survive_a_failing_webhook() {
         .unwrap();
     assert!(redacted.contains("<CREDIT_CARD>") && redacted.contains("<EMAIL_ADDRESS>"));
     assert!(receiver.attempts.load(std::sync::atomic::Ordering::SeqCst) >= 6);
+    // A nearline result is a prediction like any other: its item id names it in the audit
+    // trail, and it can be corrected.
+    assert_eq!(
+        got[&ids[0]].body["result"]["prediction_id"],
+        ids[0].as_str()
+    );
+    let correction =
+        json!({"prediction_id": ids[0], "corrected_label": "neutral", "reviewer": "qa"});
+    let r = server.post_json("/feedback", &correction.to_string());
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let entry = server
+        .request("GET", &format!("/audit/{}", ids[0]), &[], b"")
+        .json();
+    assert_eq!(
+        (entry["tier"].as_str(), entry["route"].as_str()),
+        (Some("nearline"), Some("queue"))
+    );
+    assert_eq!(entry["feedback"][0]["original_label"], "negative");
     // Raw PII never reached the queue, the results or the logs.
     let logs = server.logs();
     for secret in ["4111 1111 1111 1111", "jane.doe@example.com", "furious"] {

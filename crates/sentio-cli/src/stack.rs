@@ -40,6 +40,24 @@ pub struct Stack {
     pub queue: Arc<Queue>,
     /// Stops the poller.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// The audit trail in `SENTIO_DATA_DIR/audit`: the gateway records what it answers, the
+    /// in-process worker what it delivers.
+    pub audit: Arc<sentio_ops::audit::AuditLog>,
+}
+
+/// The in-process worker's records go to the gateway's audit files.
+struct LocalAudit(Arc<sentio_ops::audit::AuditLog>);
+
+impl sentio_heavy::PredictionSink for LocalAudit {
+    fn record<'a>(
+        &'a self,
+        records: &'a [sentio_core::audit::PredictionRecord],
+    ) -> sentio_heavy::worker::SinkFuture<'a> {
+        for record in records {
+            self.0.record(record);
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -118,6 +136,7 @@ pub async fn start() -> Result<Stack> {
         config.api_key = Some(secret_hex(24)?);
     }
     let queue = Arc::new(open_queue().await?);
+    let audit = sentio_ops::audit::AuditLog::open(&data_dir().join("audit"))?;
     let classifier = sentio_heavy::load_teacher().context("loading the teacher model")?;
     let heavy = Arc::new(HeavyTier {
         engine: sentio_heavy::build_engine(&config)?,
@@ -156,12 +175,15 @@ pub async fn start() -> Result<Stack> {
         tracing::info!("queue poller started; worker: Lambda invoke URL");
     } else if config.webhook_secret.is_some() {
         let results = ResultStore::open(&data_dir().join("worker"))?;
-        let worker = Arc::new(Worker::new(
-            sentio_heavy::build_engine(&config)?,
-            classifier,
-            config.clone(),
-            results,
-        )?);
+        let worker = Arc::new(
+            Worker::new(
+                sentio_heavy::build_engine(&config)?,
+                classifier,
+                config.clone(),
+                results,
+            )?
+            .with_audit(Some(Arc::new(LocalAudit(audit.clone())))),
+        );
         tokio::spawn(poller::run(
             queue.clone(),
             settings,
@@ -189,6 +211,7 @@ pub async fn start() -> Result<Stack> {
         },
         queue,
         shutdown,
+        audit,
     })
 }
 
@@ -208,7 +231,7 @@ pub fn gateway(stack: &Stack) -> Result<sentio_ops::Gateway> {
         current_ms: env_number("SENTIO_DRIFT_WINDOW_SECS", 300)? * 1000,
         ..Default::default()
     };
-    let audit = sentio_ops::audit::AuditLog::open(&data_dir().join("audit"))?;
+    let audit = stack.audit.clone();
     let spans = sentio_ops::trace::OtlpSettings::from_lookup(env)
         .map_err(anyhow::Error::msg)?
         .map(|settings| {

@@ -50,7 +50,7 @@ pub struct HeavyTier {
     pub queue: Option<Arc<Queue>>,
     /// Where predictions and corrections are recorded (AWS); `sentio serve` records at its
     /// gateway instead and leaves this `None`.
-    pub audit: Option<Arc<S3Audit>>,
+    pub audit: Option<S3Audit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,7 +222,7 @@ impl HeavyTier {
         Ok((200, body))
     }
 
-    fn audit(&self) -> Result<&Arc<S3Audit>, ApiError> {
+    fn audit(&self) -> Result<&S3Audit, ApiError> {
         self.audit.as_ref().ok_or_else(|| ApiError::Unavailable {
             detail: "no audit store is configured for this tier (SENTIO_AUDIT_BUCKET)".into(),
         })

@@ -15,7 +15,6 @@
 //! an unknown id; S3 has acknowledged the object before the 201 goes out.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -98,6 +97,8 @@ fn s3_error<
     }
 }
 
+/// Cheap to clone: the client shares its connections.
+#[derive(Clone)]
 pub struct S3Audit {
     client: Client,
     bucket: String,
@@ -222,7 +223,7 @@ impl S3Audit {
 
     /// Reads the records at `keys`, [`IN_FLIGHT`] at a time; missing objects are skipped.
     async fn get_all<T: DeserializeOwned + Send + 'static>(
-        self: &Arc<Self>,
+        &self,
         keys: Vec<String>,
     ) -> Result<Vec<T>, AuditStoreError> {
         let mut out = Vec::with_capacity(keys.len());
@@ -246,10 +247,7 @@ impl S3Audit {
 
     /// Writes one answer's predictions, [`IN_FLIGHT`] at a time. Records without a valid id are
     /// skipped (nothing could look them up).
-    pub async fn record(
-        self: &Arc<Self>,
-        records: &[PredictionRecord],
-    ) -> Result<(), AuditStoreError> {
+    pub async fn record(&self, records: &[PredictionRecord]) -> Result<(), AuditStoreError> {
         let valid = records
             .iter()
             .filter(|r| check_id("prediction_id", &r.prediction_id).is_ok());
@@ -278,7 +276,7 @@ impl S3Audit {
 
     /// A prediction and its corrections (oldest first), if it exists and belongs to `tenant`.
     pub async fn entry(
-        self: &Arc<Self>,
+        &self,
         tenant: Option<&str>,
         prediction_id: &str,
     ) -> Result<Option<AuditEntry>, AuditStoreError> {
@@ -303,7 +301,7 @@ impl S3Audit {
 
     /// Stores a correction of a recorded prediction; the answer goes out after S3 has it.
     pub async fn feedback(
-        self: &Arc<Self>,
+        &self,
         tenant: Option<&str>,
         request: FeedbackRequest,
         now_ms: u64,
@@ -345,7 +343,7 @@ impl S3Audit {
     /// Writes every corrected prediction as a training example (the last correction wins), in
     /// prediction id order; returns how many. The same lines `sentio feedback export` writes
     /// from a local store.
-    pub async fn export(self: &Arc<Self>, out: &mut dyn Write) -> Result<usize, AuditStoreError> {
+    pub async fn export(&self, out: &mut dyn Write) -> Result<usize, AuditStoreError> {
         let keys = self.list(&format!("{}feedback/", self.prefix)).await?;
         let mut by_prediction: Vec<(String, Vec<FeedbackRecord>)> =
             corrections_by_prediction(self.get_all::<FeedbackRecord>(keys).await?)
@@ -377,5 +375,15 @@ impl S3Audit {
             written += 1;
         }
         Ok(written)
+    }
+}
+
+impl crate::worker::PredictionSink for S3Audit {
+    fn record<'a>(&'a self, records: &'a [PredictionRecord]) -> crate::worker::SinkFuture<'a> {
+        Box::pin(async move {
+            S3Audit::record(self, records)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }

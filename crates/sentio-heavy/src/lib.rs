@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub use api::HeavyTier;
 pub use audit_s3::{S3Audit, S3Settings};
 pub use config::{HeavyConfig, HeavyConfigError};
-pub use worker::{ResultStore, Worker, WorkerStats};
+pub use worker::{PredictionSink, ResultStore, Worker, WorkerStats};
 
 use sentio_model::{Classifier, ModelError, TractPipeline};
 
@@ -140,9 +140,9 @@ pub async fn sqs_from_env(get: impl Fn(&str) -> Option<String>) -> Option<sentio
 
 /// The S3 audit store from `SENTIO_AUDIT_BUCKET` (see [`S3Settings::from_lookup`]); `None` when
 /// no bucket is set.
-pub async fn audit_from_env(get: impl Fn(&str) -> Option<String>) -> Option<Arc<S3Audit>> {
+pub async fn audit_from_env(get: impl Fn(&str) -> Option<String>) -> Option<S3Audit> {
     let settings = S3Settings::from_lookup(get)?;
-    Some(Arc::new(S3Audit::connect(&settings).await))
+    Some(S3Audit::connect(&settings).await)
 }
 
 /// The heavy tier as the Lambda builds it: teacher, recognizers, SQS and the S3 audit store when
@@ -170,5 +170,9 @@ pub async fn worker_from_env(
     let classifier = load_teacher().map_err(|e| SetupError(e.to_string()))?;
     Ok(Worker::new(engine, classifier, config, results)
         .map_err(|e| SetupError(e.to_string()))?
-        .with_audit(audit_from_env(&get).await))
+        .with_audit(
+            audit_from_env(&get)
+                .await
+                .map(|a| Arc::new(a) as Arc<dyn worker::PredictionSink>),
+        ))
 }

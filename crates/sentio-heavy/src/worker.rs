@@ -27,8 +27,17 @@ use sentio_queue::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use sentio_redact::{Engine, RequestScope};
 
 use crate::HeavyConfig;
-use crate::audit_s3::S3Audit;
 use sentio_core::audit::{PredictionRecord, scored_item_record};
+
+/// What [`PredictionSink::record`] returns.
+pub type SinkFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Where the worker records what it scored before delivering it: the S3 audit store on AWS
+/// ([`crate::S3Audit`]), the gateway's audit files under `sentio serve`.
+pub trait PredictionSink: Send + Sync {
+    fn record<'a>(&'a self, records: &'a [PredictionRecord]) -> SinkFuture<'a>;
+}
 
 /// Results by item id, and whether each was delivered. In memory, plus an append-only file when
 /// given a directory (`sentio serve`), so a restart does not deliver twice.
@@ -124,7 +133,7 @@ pub struct Worker {
     secret: Vec<u8>,
     http: reqwest::Client,
     results: ResultStore,
-    audit: Option<Arc<S3Audit>>,
+    audit: Option<Arc<dyn PredictionSink>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,8 +169,8 @@ impl Worker {
         })
     }
 
-    /// Records every scored item in `audit` before it is delivered (AWS).
-    pub fn with_audit(mut self, audit: Option<Arc<S3Audit>>) -> Self {
+    /// Records every scored item in `audit` before it is delivered.
+    pub fn with_audit(mut self, audit: Option<Arc<dyn PredictionSink>>) -> Self {
         self.audit = audit;
         self
     }
