@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Response, Server, temp_dir};
+use common::{Response, Server, otlp_receiver, spans_of_trace, temp_dir};
 use serde_json::{Value, json};
 
 const ACME_WIDGET: &str = "sk_test_acme_widget_0001";
@@ -584,40 +584,6 @@ fn open_mode_admits_and_keeps_cors_same_origin() {
     );
 }
 
-/// A minimal OTLP/HTTP receiver on 127.0.0.1: answers 200 to every POST and keeps the bodies.
-fn otlp_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
-    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = received.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let mut reader = BufReader::new(stream);
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_ok()
-                && let Ok(v) = serde_json::from_slice(&body)
-            {
-                sink.lock().unwrap().push(v);
-            }
-            let _ = reader
-                .get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
-        }
-    });
-    (addr, received)
-}
-
 #[test]
 fn traces_cross_the_tiers_without_pii() {
     let (collector, received) = otlp_receiver();
@@ -648,18 +614,7 @@ fn traces_cross_the_tiers_without_pii() {
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let spans = loop {
-        let spans: Vec<Value> = received
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|body| {
-                body["resourceSpans"][0]["scopeSpans"][0]["spans"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter(|s| s["traceId"] == trace)
-            .collect();
+        let spans = spans_of_trace(&received, trace);
         if spans.len() >= 2 || std::time::Instant::now() > deadline {
             break spans;
         }

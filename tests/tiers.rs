@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use common::tiers::{LambdaFunction, Moto, WEBHOOK_SECRET, WebhookReceiver};
-use common::{Server, eventually, temp_dir};
+use common::{Server, eventually, spans_of_trace, temp_dir};
 use serde_json::{Value, json};
 
 const ANGRY: &str = "This is the third time my order is late and nobody answers. I'm furious.";
@@ -634,5 +634,84 @@ fn the_lambdas_keep_the_audit_trail_and_feedback_in_s3_and_export_it() {
 
     for logs in [heavy.logs(), worker.logs()] {
         assert!(!logs.contains("jane.doe"), "PII in a Lambda log");
+    }
+}
+
+#[test]
+fn the_lambdas_export_spans_that_continue_the_callers_trace() {
+    let (collector, received) = common::otlp_receiver();
+    let otel = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}")),
+        ("OTEL_SERVICE_NAME", "sentio-lambda-test".to_owned()),
+        ("SENTIO_HEAVY_API_KEY", "k-123".to_owned()),
+    ];
+    let heavy = LambdaFunction::start("heavy-classify", &otel);
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let mut event: Value = serde_json::from_str(&apigw_event(
+        "POST",
+        "/v1/classify",
+        &json!({"text": WITH_PII}).to_string(),
+    ))
+    .unwrap();
+    event["headers"]["traceparent"] = json!(format!("00-{trace}-{caller_span}-01"));
+    let response = invoke(&heavy, &event.to_string());
+    assert_eq!(response["statusCode"], 200, "{response}");
+    // Flushed before the invocation answered: the span is there now, not in a second.
+    let spans = spans_of_trace(&received, trace);
+    let server = spans
+        .iter()
+        .find(|s| s["name"] == "POST /v1/classify")
+        .unwrap_or_else(|| panic!("no heavy Lambda span: {spans:#?}"));
+    assert_eq!(server["parentSpanId"], caller_span);
+    assert_eq!(server["kind"], 2);
+
+    // The worker: one consumer span per item, a child of the envelope's context, whose own
+    // context goes on with the delivery.
+    let receiver = WebhookReceiver::start(0);
+    let mut env = worker_env(&receiver);
+    env.extend(otel.iter().cloned());
+    let worker = LambdaFunction::start("queue-worker", &env);
+    let queued_by = "b7ad6b7169203331";
+    let envelope = json!({
+        "version": 1, "job_id": "job_tr", "item_id": "job_tr:0", "source": "workflow",
+        "redacted_text": "Still waiting for my refund.", "enqueued_at_ms": 1,
+        "traceparent": format!("00-{trace}-{queued_by}-01"),
+    });
+    let sqs_event = json!({"Records": [{
+        "messageId": "m-tr", "receiptHandle": "r", "body": envelope.to_string(),
+        "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs",
+    }]});
+    let answer = invoke(&worker, &sqs_event.to_string());
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    let spans = spans_of_trace(&received, trace);
+    let item = spans
+        .iter()
+        .find(|s| s["name"] == "nearline item")
+        .unwrap_or_else(|| panic!("no worker span: {spans:#?}"));
+    assert_eq!(item["parentSpanId"], queued_by);
+    assert_eq!(item["kind"], 5);
+    let attribute = |key: &str| {
+        item["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == key)
+            .map(|a| a["value"]["stringValue"].clone())
+    };
+    assert_eq!(attribute("sentio.outcome"), Some(json!("delivered")));
+    let delivery = &receiver.by_id()["job_tr:0"];
+    assert_eq!(
+        delivery.traceparent.as_deref(),
+        Some(format!("00-{trace}-{}-01", item["spanId"].as_str().unwrap()).as_str())
+    );
+    let exported = serde_json::to_string(&*received.lock().unwrap()).unwrap();
+    assert!(exported.contains("sentio-lambda-test"));
+    for secret in [
+        "jane.doe@example.com",
+        "4111 1111 1111 1111",
+        "Still waiting",
+    ] {
+        assert!(!exported.contains(secret), "`{secret}` in a span");
     }
 }

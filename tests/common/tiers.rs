@@ -228,6 +228,8 @@ pub struct Delivery {
     pub signature_ok: bool,
     /// The `Sentio-Signature` header as received.
     pub signature: String,
+    /// The W3C `traceparent` header, if any.
+    pub traceparent: Option<String>,
     pub body: serde_json::Value,
     pub raw: String,
 }
@@ -339,6 +341,7 @@ fn serve_one(
                 .unwrap_or_default(),
             signature_ok,
             signature: headers.get("sentio-signature").cloned().unwrap_or_default(),
+            traceparent: headers.get("traceparent").cloned(),
             body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
             raw: String::from_utf8_lossy(&body).into_owned(),
         });

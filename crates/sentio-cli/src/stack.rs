@@ -17,7 +17,7 @@
 //! | `SENTIO_WEBHOOK_SECRET` | – | signs deliveries; without it no worker runs |
 //! | `SENTIO_ACCESS_FILE` | – | API keys, scopes, rate limits, CORS origins (see `sentio_ops::access`); open without |
 //! | `SENTIO_DRIFT_WINDOW_SECS` | 300 | the dashboard's recent window, compared with the hour before it |
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT` etc. | – | export spans as OTLP/HTTP JSON (see `sentio_ops::trace`) |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` etc. | – | export spans as OTLP/HTTP JSON (see `sentio_trace`) |
 //!
 //! plus the heavy tier's `SENTIO_*` variables (see `sentio_heavy::HeavyConfig`).
 
@@ -43,6 +43,8 @@ pub struct Stack {
     /// The audit trail in `SENTIO_DATA_DIR/audit`: the gateway records what it answers, the
     /// in-process worker what it delivers.
     pub audit: Arc<sentio_ops::audit::AuditLog>,
+    /// Span export (`OTEL_*`), shared by the gateway and the in-process worker.
+    pub spans: Option<sentio_trace::SpanExporter>,
 }
 
 /// The in-process worker's records go to the gateway's audit files.
@@ -137,6 +139,7 @@ pub async fn start() -> Result<Stack> {
     }
     let queue = Arc::new(open_queue().await?);
     let audit = sentio_ops::audit::AuditLog::open(&data_dir().join("audit"))?;
+    let spans = sentio_trace::SpanExporter::from_lookup(env).map_err(anyhow::Error::msg)?;
     let classifier = sentio_heavy::load_teacher().context("loading the teacher model")?;
     let heavy = Arc::new(HeavyTier {
         engine: sentio_heavy::build_engine(&config)?,
@@ -182,7 +185,8 @@ pub async fn start() -> Result<Stack> {
                 config.clone(),
                 results,
             )?
-            .with_audit(Some(Arc::new(LocalAudit(audit.clone())))),
+            .with_audit(Some(Arc::new(LocalAudit(audit.clone()))))
+            .with_spans(spans.clone()),
         );
         tokio::spawn(poller::run(
             queue.clone(),
@@ -212,6 +216,7 @@ pub async fn start() -> Result<Stack> {
         queue,
         shutdown,
         audit,
+        spans,
     })
 }
 
@@ -232,12 +237,7 @@ pub fn gateway(stack: &Stack) -> Result<sentio_ops::Gateway> {
         ..Default::default()
     };
     let audit = stack.audit.clone();
-    let spans = sentio_ops::trace::OtlpSettings::from_lookup(env)
-        .map_err(anyhow::Error::msg)?
-        .map(|settings| {
-            tracing::info!(url = %settings.url, "exporting spans (OTLP/HTTP JSON)");
-            sentio_ops::trace::SpanExporter::start(settings)
-        });
+    let spans = stack.spans.clone();
     let gateway = sentio_ops::Gateway(Arc::new(sentio_ops::GatewayState {
         access,
         metrics: sentio_ops::metrics::Metrics::default(),

@@ -160,7 +160,8 @@ pub async fn heavy_tier_from_env(
     })
 }
 
-/// The worker as the Lambda builds it, recording into the S3 audit store when configured.
+/// The worker as the Lambda builds it, recording into the S3 audit store and exporting spans
+/// (`OTEL_*`) when configured.
 pub async fn worker_from_env(
     get: impl Fn(&str) -> Option<String>,
     results: ResultStore,
@@ -168,8 +169,10 @@ pub async fn worker_from_env(
     let config = HeavyConfig::from_lookup(&get)?;
     let engine = build_engine(&config)?;
     let classifier = load_teacher().map_err(|e| SetupError(e.to_string()))?;
+    let spans = sentio_trace::SpanExporter::from_lookup(&get).map_err(SetupError)?;
     Ok(Worker::new(engine, classifier, config, results)
         .map_err(|e| SetupError(e.to_string()))?
+        .with_spans(spans)
         .with_audit(
             audit_from_env(&get)
                 .await

@@ -29,6 +29,55 @@ use sentio_redact::{Engine, RequestScope};
 use crate::HeavyConfig;
 use sentio_core::audit::{PredictionRecord, scored_item_record};
 
+/// One queued item's span while its batch runs.
+struct ItemSpan {
+    trace_id: String,
+    span_id: String,
+    parent_span_id: Option<String>,
+    message_id: String,
+    job_id: String,
+}
+
+impl ItemSpan {
+    fn start(envelope: &Envelope, message_id: &str) -> Self {
+        let (trace_id, span_id, parent_span_id) =
+            sentio_trace::start_span(envelope.traceparent.as_deref());
+        Self {
+            trace_id,
+            span_id,
+            parent_span_id,
+            message_id: message_id.to_owned(),
+            job_id: envelope.job_id.clone(),
+        }
+    }
+
+    fn traceparent(&self) -> String {
+        sentio_trace::traceparent(&self.trace_id, &self.span_id)
+    }
+
+    /// Ids and outcome only: the item id can hold a caller's own id, so it stays out.
+    fn finish(self, started_unix_nanos: u128, outcome: &str, model: &str) -> sentio_trace::Span {
+        sentio_trace::Span {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent_span_id,
+            kind: sentio_trace::SpanKind::Consumer,
+            name: "nearline item".into(),
+            start_unix_nanos: started_unix_nanos,
+            end_unix_nanos: sentio_trace::unix_nanos(),
+            attributes: vec![
+                ("messaging.system", "aws_sqs".into()),
+                ("messaging.message.id", self.message_id),
+                ("sentio.job_id", self.job_id),
+                ("sentio.tier", "nearline".into()),
+                ("sentio.model", model.to_owned()),
+                ("sentio.outcome", outcome.to_owned()),
+            ],
+            error: outcome == "retry",
+        }
+    }
+}
+
 /// What [`PredictionSink::record`] returns.
 pub type SinkFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
@@ -134,6 +183,7 @@ pub struct Worker {
     http: reqwest::Client,
     results: ResultStore,
     audit: Option<Arc<dyn PredictionSink>>,
+    spans: Option<sentio_trace::SpanExporter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +216,21 @@ impl Worker {
             http,
             results,
             audit: None,
+            spans: None,
         })
+    }
+
+    /// Exports one consumer span per queued item to `spans`.
+    pub fn with_spans(mut self, spans: Option<sentio_trace::SpanExporter>) -> Self {
+        self.spans = spans;
+        self
+    }
+
+    /// Sends the spans exported so far (a Lambda calls it before answering).
+    pub async fn flush_spans(&self) {
+        if let Some(spans) = &self.spans {
+            spans.flush().await;
+        }
     }
 
     /// Records every scored item in `audit` before it is delivered.
@@ -196,8 +260,11 @@ impl Worker {
         let mut to_score: Vec<(String, Envelope, String)> = Vec::new();
         let mut to_deliver: Vec<Delivery> = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        let started_unix_nanos = sentio_trace::unix_nanos();
+        let mut item_spans: Vec<ItemSpan> = Vec::new();
+        let mut already_delivered = std::collections::HashSet::new();
         for record in event.records {
-            let envelope = match Envelope::parse(record.body.as_bytes()) {
+            let mut envelope = match Envelope::parse(record.body.as_bytes()) {
                 Ok(e) => e,
                 Err(e) => {
                     // A poison message: retried, then dead-lettered, never dropped silently.
@@ -211,13 +278,23 @@ impl Worker {
                 stats.duplicates += 1;
                 continue;
             }
+            if self.spans.is_some() {
+                // The item's span continues the context its envelope carries, and the delivery
+                // (its `traceparent` header) continues the item's span.
+                let span = ItemSpan::start(&envelope, &record.message_id);
+                envelope.traceparent = Some(span.traceparent());
+                item_spans.push(span);
+            }
             let Some(url) = self.callback_for(&envelope) else {
                 tracing::warn!(item_id = %envelope.item_id, "no allowed callback for item");
                 failed.push(record.message_id);
                 continue;
             };
             match self.results.get(&envelope.item_id) {
-                Some(r) if r.delivered => stats.already_delivered += 1,
+                Some(r) if r.delivered => {
+                    stats.already_delivered += 1;
+                    already_delivered.insert(record.message_id);
+                }
                 Some(r) => to_deliver.push(Delivery {
                     message_id: record.message_id,
                     item_id: r.item_id,
@@ -296,6 +373,21 @@ impl Worker {
             }
         }
         stats.failed = failed.len();
+        if let Some(exporter) = &self.spans {
+            let model = self.classifier.model();
+            let model = format!("{}@{}", model.id, model.version);
+            let retried: std::collections::HashSet<&String> = failed.iter().collect();
+            for span in item_spans {
+                let outcome = if retried.contains(&span.message_id) {
+                    "retry"
+                } else if already_delivered.contains(&span.message_id) {
+                    "already_delivered"
+                } else {
+                    "delivered"
+                };
+                exporter.export(span.finish(started_unix_nanos, outcome, &model));
+            }
+        }
         (
             SqsBatchResponse {
                 batch_item_failures: failed

@@ -20,7 +20,7 @@ pub mod dashboard;
 pub mod metrics;
 pub mod observe;
 pub mod routes;
-pub mod trace;
+pub use sentio_trace as trace;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -302,6 +302,7 @@ impl sentio_host::Exchange for GatewayExchange {
                 trace_id: std::mem::take(&mut self.trace_id),
                 span_id: std::mem::take(&mut self.span_id),
                 parent_span_id: self.parent_span_id.take(),
+                kind: trace::SpanKind::Server,
                 name: format!("{} {}", self.method, self.route),
                 start_unix_nanos: self.started_unix_nanos,
                 end_unix_nanos: trace::unix_nanos(),

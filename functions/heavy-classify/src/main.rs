@@ -1,30 +1,51 @@
 //! The heavy tier on AWS Lambda. Everything expensive (the teacher model, the recognizers, the SQS
-//! client) is built once per cold start and borrowed into every invocation (the
+//! and S3 clients, the span exporter) is built once per cold start and borrowed into every invocation (the
 //! `basic-shared-resource` pattern); the handler only converts between `lambda_http` and
 //! `sentio-heavy`'s router. Configuration: the `SENTIO_*` variables in the README.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::HeaderValue;
 use lambda_http::{Body, Error, Request, Response, service_fn};
 use sentio_heavy::HeavyTier;
+use sentio_trace::{Span, SpanExporter, SpanKind};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let get = |name: &str| std::env::var(name).ok();
     let tier = Arc::new(sentio_heavy::heavy_tier_from_env(get).await?);
+    let spans = SpanExporter::from_lookup(get)?;
     lambda_http::run(service_fn(move |request: Request| {
-        let tier = tier.clone();
-        async move { Ok::<_, Error>(answer(tier, request).await) }
+        let (tier, spans) = (tier.clone(), spans.clone());
+        async move { Ok::<_, Error>(answer(tier, spans, request).await) }
     }))
     .await
 }
 
-async fn answer(tier: Arc<HeavyTier>, request: Request) -> Response<Body> {
+async fn answer(
+    tier: Arc<HeavyTier>,
+    spans: Option<SpanExporter>,
+    request: Request,
+) -> Response<Body> {
     let started = std::time::Instant::now();
-    let (parts, body) = request.into_parts();
+    let started_unix_nanos = sentio_trace::unix_nanos();
+    let (mut parts, body) = request.into_parts();
     let route = parts.uri.path().to_owned();
+    // One server span per invocation, continuing the caller's context; the tier hands this
+    // span's context on (into queue envelopes, to the worker).
+    let incoming = parts
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    let (trace_id, span_id, parent_span_id) = sentio_trace::start_span(incoming);
+    if spans.is_some()
+        && let Ok(v) = HeaderValue::from_str(&sentio_trace::traceparent(&trace_id, &span_id))
+    {
+        parts.headers.insert("traceparent", v);
+    }
+    let method = parts.method.to_string();
     let body = match body {
         Body::Empty => Bytes::new(),
         Body::Text(text) => Bytes::from(text),
@@ -32,6 +53,26 @@ async fn answer(tier: Arc<HeavyTier>, request: Request) -> Response<Body> {
         _ => Bytes::new(),
     };
     let response = tier.handle(http::Request::from_parts(parts, body)).await;
+    let status = response.status().as_u16();
+    if let Some(spans) = &spans {
+        spans.export(Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            kind: SpanKind::Server,
+            name: format!("{method} {route}"),
+            start_unix_nanos: started_unix_nanos,
+            end_unix_nanos: sentio_trace::unix_nanos(),
+            attributes: vec![
+                ("http.route", route.clone()),
+                ("http.response.status_code", status.to_string()),
+                ("sentio.tier", "heavy".into()),
+            ],
+            error: status >= 500,
+        });
+        // The sandbox may be frozen as soon as this invocation answers.
+        spans.flush().await;
+    }
     // CloudWatch Embedded Metric Format: latency and count per route and status.
     println!(
         "{}",

@@ -1,6 +1,7 @@
 //! The nearline worker on AWS Lambda: an SQS event source mapping with `ReportBatchItemFailures`
 //! invokes it with up to `BatchSize` messages; it answers with the ones to retry. The teacher
-//! model, recognizers and webhook client are built once per cold start.
+//! model, recognizers, webhook client, S3 audit store and span exporter are built once per cold
+//! start.
 
 use std::sync::Arc;
 
@@ -21,6 +22,8 @@ async fn main() -> Result<(), Error> {
             let started = std::time::Instant::now();
             let messages = event.payload.records.len();
             let (response, stats) = worker.handle_with_stats(event.payload).await;
+            // The sandbox may be frozen as soon as this invocation answers.
+            worker.flush_spans().await;
             // CloudWatch Embedded Metric Format: one record per batch.
             println!(
                 "{}",

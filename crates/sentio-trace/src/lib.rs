@@ -1,6 +1,8 @@
-//! Distributed tracing: one server span per request the gateway admits, continued from the
-//! caller's W3C `traceparent` and handed on to the components (which pass it to the heavy tier,
-//! into queue envelopes and onto webhooks), exported as OTLP/HTTP JSON.
+//! Distributed tracing: spans continued from the caller's W3C `traceparent` and handed on, exported
+//! as OTLP/HTTP JSON. `sentio serve`'s gateway makes one server span per request it admits (and
+//! hands its context to the components, which pass it to the heavy tier, into queue envelopes and
+//! onto webhooks); the heavy Lambda makes one per invocation; the worker one consumer span per
+//! queued item, a child of the context its envelope carries.
 //!
 //! Configured by the standard variables: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (a full URL) or
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` is appended), `OTEL_EXPORTER_OTLP_HEADERS`
@@ -14,12 +16,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sentio_core::context::random_id_hex;
 use serde_json::{Value, json};
 
-/// One finished server span.
+/// OTLP's span kinds that Sentio makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    /// Answering a request.
+    Server = 2,
+    /// Processing a queued message.
+    Consumer = 5,
+}
+
+/// One finished span.
 #[derive(Debug, Clone)]
 pub struct Span {
     pub trace_id: String,
     pub span_id: String,
     pub parent_span_id: Option<String>,
+    pub kind: SpanKind,
     pub name: String,
     pub start_unix_nanos: u128,
     pub end_unix_nanos: u128,
@@ -104,7 +116,7 @@ pub fn export_body(service_name: &str, spans: &[Span]) -> Value {
                 "traceId": s.trace_id,
                 "spanId": s.span_id,
                 "name": s.name,
-                "kind": 2, // SPAN_KIND_SERVER
+                "kind": s.kind as u8,
                 "startTimeUnixNano": s.start_unix_nanos.to_string(),
                 "endTimeUnixNano": s.end_unix_nanos.to_string(),
                 "attributes": s.attributes.iter().map(|(k, v)| json!({"key": k, "value": {"stringValue": v}})).collect::<Vec<_>>(),
@@ -119,56 +131,73 @@ pub fn export_body(service_name: &str, spans: &[Span]) -> Value {
     json!({
         "resourceSpans": [{
             "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service_name}}]},
-            "scopeSpans": [{"scope": {"name": "sentio-ops"}, "spans": spans}],
+            "scopeSpans": [{"scope": {"name": "sentio"}, "spans": spans}],
         }]
     })
 }
 
+enum Message {
+    Span(Span),
+    /// Send what is waiting now, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// Sends spans in batches (up to 256, at least once a second) from a background task; drops
-/// spans rather than blocking requests when the collector is slow or down.
+/// spans rather than blocking requests when the collector is slow or down. A Lambda calls
+/// [`SpanExporter::flush`] before it answers, since it may be frozen right after.
 #[derive(Clone)]
 pub struct SpanExporter {
-    tx: tokio::sync::mpsc::Sender<Span>,
+    tx: tokio::sync::mpsc::Sender<Message>,
+}
+
+async fn send(client: &reqwest::Client, settings: &OtlpSettings, batch: &[Span]) {
+    let body = export_body(&settings.service_name, batch);
+    let mut request = client
+        .post(&settings.url)
+        .timeout(Duration::from_secs(10))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (k, v) in &settings.headers {
+        request = request.header(k, v);
+    }
+    match request.send().await {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => tracing::warn!(
+            status = r.status().as_u16(),
+            spans = batch.len(),
+            "OTLP collector refused spans"
+        ),
+        Err(e) => tracing::warn!(error = %e, spans = batch.len(), "OTLP export failed"),
+    }
 }
 
 impl SpanExporter {
     /// Starts the export task on the current tokio runtime.
     pub fn start(settings: OtlpSettings) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Span>(4096);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(4096);
         tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut batch = Vec::new();
             loop {
-                let more = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
-                let closed = matches!(more, Ok(None));
-                if let Ok(Some(span)) = more {
-                    batch.push(span);
-                    if batch.len() < 256 {
-                        continue;
-                    }
-                }
-                if !batch.is_empty() {
-                    let body = export_body(&settings.service_name, &batch);
-                    let mut request = client
-                        .post(&settings.url)
-                        .timeout(Duration::from_secs(10))
-                        .header("content-type", "application/json")
-                        .body(body.to_string());
-                    for (k, v) in &settings.headers {
-                        request = request.header(k, v);
-                    }
-                    match request.send().await {
-                        Ok(r) if r.status().is_success() => {}
-                        Ok(r) => tracing::warn!(
-                            status = r.status().as_u16(),
-                            spans = batch.len(),
-                            "OTLP collector refused spans"
-                        ),
-                        Err(e) => {
-                            tracing::warn!(error = %e, spans = batch.len(), "OTLP export failed")
+                let next = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+                let (closed, flushed) = match next {
+                    Ok(Some(Message::Span(span))) => {
+                        batch.push(span);
+                        if batch.len() < 256 {
+                            continue;
                         }
+                        (false, None)
                     }
+                    Ok(Some(Message::Flush(done))) => (false, Some(done)),
+                    Ok(None) => (true, None),
+                    Err(_) => (false, None),
+                };
+                if !batch.is_empty() {
+                    send(&client, &settings, &batch).await;
                     batch.clear();
+                }
+                if let Some(done) = flushed {
+                    let _ = done.send(());
                 }
                 if closed {
                     return;
@@ -178,8 +207,25 @@ impl SpanExporter {
         Self { tx }
     }
 
+    /// From the standard `OTEL_*` variables (see [`OtlpSettings::from_lookup`]); `Ok(None)` when
+    /// export is off.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
+        Ok(OtlpSettings::from_lookup(get)?.map(|settings| {
+            tracing::info!(url = %settings.url, "exporting spans (OTLP/HTTP JSON)");
+            Self::start(settings)
+        }))
+    }
+
     pub fn export(&self, span: Span) {
-        let _ = self.tx.try_send(span);
+        let _ = self.tx.try_send(Message::Span(span));
+    }
+
+    /// Returns once every span exported before the call has been sent (or given up on).
+    pub async fn flush(&self) {
+        let (done, sent) = tokio::sync::oneshot::channel();
+        if self.tx.send(Message::Flush(done)).await.is_ok() {
+            let _ = sent.await;
+        }
     }
 }
 
@@ -242,6 +288,7 @@ mod tests {
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
             span_id: "00f067aa0ba902b7".into(),
             parent_span_id: None,
+            kind: SpanKind::Server,
             name: "POST /classify-sentiment".into(),
             start_unix_nanos: 1,
             end_unix_nanos: 2,
@@ -253,6 +300,7 @@ mod tests {
         assert_eq!(s["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(s["startTimeUnixNano"], "1");
         assert!(s.get("parentSpanId").is_none());
+        assert_eq!(s["kind"], 2);
         assert_eq!(
             s["attributes"][0]["value"]["stringValue"],
             "/classify-sentiment"
