@@ -636,6 +636,14 @@ fn traces_cross_the_tiers_without_pii() {
         heavy["parentSpanId"], edge["spanId"],
         "the heavy tier's span is the edge's child"
     );
+    // OTLP's default encoding, decoded by the official bindings.
+    assert!(
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|body| body["contentType"] == "application/x-protobuf")
+    );
     let exported = serde_json::to_string(&*received.lock().unwrap()).unwrap();
     assert!(exported.contains("sentio-test"));
     for value in PII {

@@ -516,36 +516,24 @@ fn the_lambdas_keep_the_audit_trail_and_feedback_in_s3_and_export_it() {
     let feedback = |id: &str, label: &str| {
         json!({"prediction_id": id, "corrected_label": label, "reviewer": "agent-7"}).to_string()
     };
-    let (status, error) = call_heavy(
-        &heavy,
-        "POST",
-        "/v1/feedback",
-        &feedback("req_nope.0", "neutral"),
-    );
-    assert_eq!(
-        (status, error["error"]["field"].as_str()),
-        (422, Some("prediction_id")),
-        "{error}"
-    );
-    let (status, error) = call_heavy(
-        &heavy,
-        "POST",
-        "/v1/feedback",
-        &feedback(&pii_id, "furious"),
-    );
-    assert_eq!(status, 422, "{error}");
-    let (status, error) = call_heavy(
-        &heavy,
-        "POST",
-        "/v1/feedback",
-        &json!({"prediction_id": pii_id, "corrected_label": "neutral", "reviewer": " "})
-            .to_string(),
-    );
-    assert_eq!(
-        (status, error["error"]["field"].as_str()),
-        (422, Some("reviewer")),
-        "{error}"
-    );
+    let refused = [
+        (feedback("req_nope.0", "neutral"), "prediction_id"),
+        (feedback("../predictions/x", "neutral"), "prediction_id"),
+        (feedback(&pii_id, "furious"), "corrected_label"),
+        (
+            json!({"prediction_id": pii_id, "corrected_label": "neutral", "reviewer": " "})
+                .to_string(),
+            "reviewer",
+        ),
+    ];
+    for (body, field) in refused {
+        let (status, error) = call_heavy(&heavy, "POST", "/v1/feedback", &body);
+        assert_eq!(
+            (status, error["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{body}: {error}"
+        );
+    }
     let (status, stored) = call_heavy(
         &heavy,
         "POST",
@@ -602,7 +590,7 @@ fn the_lambdas_keep_the_audit_trail_and_feedback_in_s3_and_export_it() {
     );
 
     // The training set, exported from the bucket by the CLI.
-    let out = std::process::Command::new(common::workspace_root().join("target/release/sentio"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sentio"))
         .args(["feedback", "export", "--s3-bucket", BUCKET])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
@@ -668,9 +656,11 @@ fn the_lambdas_export_spans_that_continue_the_callers_trace() {
 
     // The worker: one consumer span per item, a child of the envelope's context, whose own
     // context goes on with the delivery.
+    // This one exports OTLP JSON; the heavy Lambda above used the protobuf default.
     let receiver = WebhookReceiver::start(0);
     let mut env = worker_env(&receiver);
     env.extend(otel.iter().cloned());
+    env.push(("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json".to_owned()));
     let worker = LambdaFunction::start("queue-worker", &env);
     let queued_by = "b7ad6b7169203331";
     let envelope = json!({
@@ -704,6 +694,16 @@ fn the_lambdas_export_spans_that_continue_the_callers_trace() {
     assert_eq!(
         delivery.traceparent.as_deref(),
         Some(format!("00-{trace}-{}-01", item["spanId"].as_str().unwrap()).as_str())
+    );
+    let content_types: std::collections::BTreeSet<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|body| body["contentType"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        content_types.into_iter().collect::<Vec<_>>(),
+        ["application/json", "application/x-protobuf"]
     );
     let exported = serde_json::to_string(&*received.lock().unwrap()).unwrap();
     assert!(exported.contains("sentio-lambda-test"));

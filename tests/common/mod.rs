@@ -279,31 +279,43 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// A minimal OTLP/HTTP receiver on 127.0.0.1: answers 200 to every POST and keeps the bodies.
+/// A minimal OTLP/HTTP receiver on 127.0.0.1: answers 200 to every POST and keeps each body in
+/// the OTLP JSON shape, with its `contentType` added. Protobuf bodies are decoded by the official
+/// OpenTelemetry bindings (`tests/otlp_decode.py`), so both encodings are checked the same way.
 pub fn otlp_receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let received = Arc::new(Mutex::new(Vec::new()));
     let sink = received.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().map_while(Result::ok) {
             let mut reader = BufReader::new(stream);
-            let mut length = 0;
+            let (mut length, mut content_type) = (0, String::new());
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                     break;
                 }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
                     length = v.trim().parse().unwrap_or(0);
+                }
+                if let Some(v) = lower.strip_prefix("content-type:") {
+                    content_type = v.trim().to_owned();
                 }
             }
             let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_ok()
-                && let Ok(v) = serde_json::from_slice(&body)
-            {
-                sink.lock().unwrap().push(v);
+            if reader.read_exact(&mut body).is_ok() {
+                let decoded = if content_type == "application/x-protobuf" {
+                    Some(decode_otlp_protobuf(&body))
+                } else {
+                    serde_json::from_slice(&body).ok()
+                };
+                if let Some(mut v) = decoded {
+                    v["contentType"] = serde_json::json!(content_type);
+                    sink.lock().unwrap().push(v);
+                }
             }
             let _ = reader
                 .get_mut()
@@ -311,6 +323,61 @@ pub fn otlp_receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
         }
     });
     (addr, received)
+}
+
+/// An `ExportTraceServiceRequest` in protobuf, decoded by `tests/otlp_decode.py` and put in the
+/// OTLP JSON shape.
+fn decode_otlp_protobuf(body: &[u8]) -> serde_json::Value {
+    use serde_json::json;
+    let mut child = Command::new("python3")
+        .arg(workspace_root().join("tests/otlp_decode.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python3 could not decode an OTLP protobuf body (run under scripts/lib.sh ensure_tools): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let attributes = |map: &serde_json::Value| -> Vec<serde_json::Value> {
+        map.as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| json!({"key": k, "value": {"stringValue": v}}))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let spans: Vec<serde_json::Value> = decoded["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let mut span = json!({
+                "traceId": s["trace_id"], "spanId": s["span_id"], "name": s["name"],
+                "kind": s["kind"], "status": {"code": s["status_code"]},
+                "startTimeUnixNano": s["start"].to_string(),
+                "endTimeUnixNano": s["end"].to_string(),
+                "attributes": attributes(&s["attributes"]),
+            });
+            if s["parent_span_id"] != "" {
+                span["parentSpanId"] = s["parent_span_id"].clone();
+            }
+            span
+        })
+        .collect();
+    let services: Vec<serde_json::Value> = decoded["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| json!({"key": "service.name", "value": {"stringValue": n}}))
+        .collect();
+    json!({"resourceSpans": [{"resource": {"attributes": services}, "scopeSpans": [{"spans": spans}]}]})
 }
 
 /// The spans of one trace among everything an OTLP receiver got.

@@ -17,7 +17,7 @@
 //! | `SENTIO_WEBHOOK_SECRET` | – | signs deliveries; without it no worker runs |
 //! | `SENTIO_ACCESS_FILE` | – | API keys, scopes, rate limits, CORS origins (see `sentio_ops::access`); open without |
 //! | `SENTIO_DRIFT_WINDOW_SECS` | 300 | the dashboard's recent window, compared with the hour before it |
-//! | `OTEL_EXPORTER_OTLP_ENDPOINT` etc. | – | export spans as OTLP/HTTP JSON (see `sentio_trace`) |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` etc. | – | export spans over OTLP/HTTP, protobuf or JSON (see `sentio_trace`) |
 //!
 //! plus the heavy tier's `SENTIO_*` variables (see `sentio_heavy::HeavyConfig`).
 

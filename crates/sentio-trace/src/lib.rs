@@ -7,9 +7,12 @@
 //! Configured by the standard variables: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (a full URL) or
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` is appended), `OTEL_EXPORTER_OTLP_HEADERS`
 //! (`k=v,k2=v2`), `OTEL_SERVICE_NAME` (default `sentio`), `OTEL_TRACES_EXPORTER` (`none` turns
-//! export off), `OTEL_EXPORTER_OTLP_PROTOCOL` (only `http/json` is implemented; anything else is
-//! refused at start with that message). Span attributes are route, status, tier, model and the
+//! export off), `OTEL_EXPORTER_OTLP_PROTOCOL` / `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`
+//! (`http/protobuf`, the OpenTelemetry default, or `http/json`; `grpc` is refused at start with
+//! that message). Span attributes are route, status, tier, model and the
 //! request id: never text, keys or customer ids.
+
+mod protobuf;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,10 +63,20 @@ pub fn traceparent(trace_id: &str, span_id: &str) -> String {
     format!("00-{trace_id}-{span_id}-01")
 }
 
+/// How spans are encoded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// `application/x-protobuf` (the OpenTelemetry default).
+    HttpProtobuf,
+    /// `application/json`.
+    HttpJson,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtlpSettings {
     /// The full traces URL.
     pub url: String,
+    pub protocol: OtlpProtocol,
     pub headers: Vec<(String, String)>,
     pub service_name: String,
 }
@@ -83,14 +96,20 @@ impl OtlpSettings {
             (None, Some(base)) => format!("{}/v1/traces", base.trim_end_matches('/')),
             (None, None) => return Ok(None),
         };
-        if let Some(protocol) =
-            get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
-            && protocol.trim() != "http/json"
+        let protocol = match get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
+            .as_deref()
+            .map(str::trim)
         {
-            return Err(format!(
-                "OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is not supported: sentio exports http/json"
-            ));
-        }
+            None | Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
+            Some("http/json") => OtlpProtocol::HttpJson,
+            Some(other) => {
+                return Err(format!(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported: sentio exports \
+                     http/protobuf or http/json"
+                ));
+            }
+        };
         let headers = get("OTEL_EXPORTER_OTLP_HEADERS")
             .map(|h| {
                 h.split(',')
@@ -101,6 +120,7 @@ impl OtlpSettings {
             .unwrap_or_default();
         Ok(Some(Self {
             url,
+            protocol,
             headers,
             service_name: get("OTEL_SERVICE_NAME").unwrap_or_else(|| "sentio".into()),
         }))
@@ -151,12 +171,23 @@ pub struct SpanExporter {
 }
 
 async fn send(client: &reqwest::Client, settings: &OtlpSettings, batch: &[Span]) {
-    let body = export_body(&settings.service_name, batch);
+    let (content_type, body) = match settings.protocol {
+        OtlpProtocol::HttpProtobuf => (
+            "application/x-protobuf",
+            protobuf::export_request(&settings.service_name, batch),
+        ),
+        OtlpProtocol::HttpJson => (
+            "application/json",
+            export_body(&settings.service_name, batch)
+                .to_string()
+                .into_bytes(),
+        ),
+    };
     let mut request = client
         .post(&settings.url)
         .timeout(Duration::from_secs(10))
-        .header("content-type", "application/json")
-        .body(body.to_string());
+        .header("content-type", content_type)
+        .body(body);
     for (k, v) in &settings.headers {
         request = request.header(k, v);
     }
@@ -211,7 +242,7 @@ impl SpanExporter {
     /// export is off.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
         Ok(OtlpSettings::from_lookup(get)?.map(|settings| {
-            tracing::info!(url = %settings.url, "exporting spans (OTLP/HTTP JSON)");
+            tracing::info!(url = %settings.url, protocol = ?settings.protocol, "exporting spans (OTLP/HTTP)");
             Self::start(settings)
         }))
     }
@@ -268,6 +299,11 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(s.url, "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(
+            s.protocol,
+            OtlpProtocol::HttpProtobuf,
+            "the OpenTelemetry default"
+        );
         assert_eq!(s.headers[1], ("authorization".into(), "Basic abc".into()));
         assert_eq!(s.service_name, "sentio-local");
         let off = OtlpSettings::from_lookup(env(&[
@@ -279,7 +315,12 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ]));
-        assert!(grpc.unwrap_err().contains("http/json"));
+        assert!(grpc.unwrap_err().contains("http/protobuf or http/json"));
+        let json = OtlpSettings::from_lookup(env(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://x/v1/traces"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+        ]));
+        assert_eq!(json.unwrap().unwrap().protocol, OtlpProtocol::HttpJson);
     }
 
     #[test]
