@@ -54,7 +54,7 @@ fn string_attribute(out: &mut Vec<u8>, field: u32, name: &str, value: &str) {
 /// Hex ids as the raw bytes protobuf carries (an invalid id becomes empty, which OTLP reads as
 /// "no id").
 fn id_bytes(hex: &str) -> Vec<u8> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Vec::new();
     }
     (0..hex.len())
