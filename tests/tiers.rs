@@ -72,7 +72,10 @@ fn jobs_are_scored_once_per_item_and_survive_a_failing_webhook() {
     // The receiver refuses the first three deliveries: those items are retried after the
     // visibility timeout and still arrive, each with one result.
     let receiver = WebhookReceiver::start(3);
-    let server = start(&[], &worker_env(&receiver));
+    let (collector, spans) = common::otlp_receiver();
+    let mut env = worker_env(&receiver);
+    env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}")));
+    let server = start(&[], &env);
     let accepted = submit_job(&server, &[ANGRY, HAPPY, WITH_PII], &receiver.url);
     let ids = item_ids(&accepted);
     assert_eq!(accepted["queued"], 3);
@@ -97,6 +100,52 @@ fn jobs_are_scored_once_per_item_and_survive_a_failing_webhook() {
         .unwrap();
     assert!(redacted.contains("<CREDIT_CARD>") && redacted.contains("<EMAIL_ADDRESS>"));
     assert!(receiver.attempts.load(std::sync::atomic::Ordering::SeqCst) >= 6);
+    // The in-process worker's span for each item: its delivery's `traceparent` names it, and it
+    // ended `delivered` (the refused attempts ended `retry` in spans of their own).
+    let item_span = |delivery: &common::tiers::Delivery| {
+        let traceparent = delivery.traceparent.clone().expect("a traceparent header");
+        let mut parts = traceparent.split('-').skip(1);
+        let (trace, span) = (parts.next().unwrap(), parts.next().unwrap().to_owned());
+        let found = eventually(Duration::from_secs(10), || {
+            spans_of_trace(&spans, trace)
+                .iter()
+                .any(|s| s["spanId"] == span)
+        });
+        assert!(found, "no span {span} in trace {trace}");
+        spans_of_trace(&spans, trace)
+            .into_iter()
+            .find(|s| s["spanId"] == span)
+            .unwrap()
+    };
+    let mut traces = std::collections::BTreeSet::new();
+    for id in &ids {
+        let span = item_span(&got[id]);
+        assert_eq!(
+            (span["name"].as_str(), span["kind"].as_i64()),
+            (Some("nearline item"), Some(5))
+        );
+        assert!(
+            span["attributes"]
+                .to_string()
+                .contains(r#"{"stringValue":"delivered"}"#),
+            "{span}"
+        );
+        traces.insert(span["traceId"].as_str().unwrap().to_owned());
+    }
+    let retried = traces
+        .iter()
+        .flat_map(|trace| spans_of_trace(&spans, trace))
+        .filter(|s| {
+            s["name"] == "nearline item"
+                && s["attributes"]
+                    .to_string()
+                    .contains(r#"{"stringValue":"retry"}"#)
+        })
+        .count();
+    assert!(
+        retried >= 3,
+        "the three refused deliveries ended in `retry` spans ({retried})"
+    );
     // A nearline result is a prediction like any other: its item id names it in the audit
     // trail, and it can be corrected.
     assert_eq!(
