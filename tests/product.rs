@@ -121,40 +121,9 @@ impl Stack {
             .push(json!({"what": what, "schema": schema, "value": value}));
     }
 
-    /// Validates every kept answer, and the document itself, with the Python `jsonschema` and
-    /// `openapi-spec-validator` of the tools environment (scripts/lib.sh `ensure_tools`).
+    /// Validates every kept answer, and the document itself (see [`common::check_openapi`]).
     fn validate_answers(&self) {
-        use std::io::Write as _;
-        let input = json!({"spec": self.openapi, "cases": *self.answers.borrow()});
-        let script = common::workspace_root().join("tests/openapi_check.py");
-        let mut child = std::process::Command::new("python3")
-            .arg(&script)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            !report.contains("ModuleNotFoundError"),
-            "python3 lacks jsonschema/openapi-spec-validator: run under scripts/lib.sh ensure_tools\n{report}"
-        );
-        assert!(
-            out.status.success(),
-            "answers do not match the OpenAPI document:\n{report}"
-        );
-        assert!(report.contains(" answers checked, 0 errors"), "{report}");
+        common::check_openapi(&self.openapi, &self.answers.borrow());
     }
 }
 

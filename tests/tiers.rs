@@ -79,6 +79,10 @@ fn jobs_are_scored_once_per_item_and_survive_a_failing_webhook() {
     let accepted = submit_job(&server, &[ANGRY, HAPPY, WITH_PII], &receiver.url);
     let ids = item_ids(&accepted);
     assert_eq!(accepted["queued"], 3);
+    common::check_openapi(
+        &common::openapi_document(),
+        &[json!({"what": "jobs", "schema": "JobAccepted", "value": accepted})],
+    );
     assert_eq!(
         ids[0],
         format!("{}:m0", accepted["job_id"].as_str().unwrap())
@@ -545,6 +549,12 @@ fn the_lambdas_keep_the_audit_trail_and_feedback_in_s3_and_export_it() {
     let classify = json!({"texts": [WITH_PII, HAPPY], "metadata": {"channel": "chat"}});
     let (status, answer) = call_heavy(&heavy, "POST", "/v1/classify", &classify.to_string());
     assert_eq!(status, 200, "{answer}");
+    // The heavy API's answers, checked against the OpenAPI document at the end.
+    let mut cases =
+        vec![json!({"what": "classify", "schema": "ClassifyResponse", "value": answer})];
+    let mut wrong = answer.clone();
+    wrong["results"][0]["label"] = json!("angry");
+    cases.push(json!({"what": "canary", "schema": "ClassifyResponse", "value": wrong, "expect_error": true}));
     let pii_id = answer["results"][0]["prediction_id"]
         .as_str()
         .unwrap()
@@ -577,6 +587,7 @@ fn the_lambdas_keep_the_audit_trail_and_feedback_in_s3_and_export_it() {
     ];
     for (body, field) in refused {
         let (status, error) = call_heavy(&heavy, "POST", "/v1/feedback", &body);
+        cases.push(json!({"what": format!("refused {field}"), "schema": "Error", "value": error}));
         assert_eq!(
             (status, error["error"]["field"].as_str()),
             (422, Some(field)),
@@ -591,12 +602,17 @@ fn the_lambdas_keep_the_audit_trail_and_feedback_in_s3_and_export_it() {
     );
     assert_eq!(status, 201, "{stored}");
     assert_eq!(stored["original_label"], answer["results"][0]["label"]);
+    cases.push(json!({"what": "feedback", "schema": "FeedbackRecord", "value": stored}));
 
     // The audit entry: the redacted text, never the raw one, and the correction.
     let (status, entry) = call_heavy(&heavy, "GET", &format!("/v1/audit/{pii_id}"), "");
     assert_eq!(status, 200, "{entry}");
     assert_eq!(entry["tier"], "heavy");
     assert_eq!(entry["feedback"][0]["corrected_label"], "neutral");
+    cases.push(json!({"what": "audit", "schema": "AuditEntry", "value": entry}));
+    let (status, health) = call_heavy(&heavy, "GET", "/v1/healthz", "");
+    assert_eq!(status, 200, "{health}");
+    cases.push(json!({"what": "healthz", "schema": "Health", "value": health}));
     let text = entry["redacted_text"].as_str().unwrap();
     assert!(
         text.contains("<EMAIL_ADDRESS>") && !text.contains("jane.doe"),
@@ -637,6 +653,8 @@ fn the_lambdas_keep_the_audit_trail_and_feedback_in_s3_and_export_it() {
         (entry["tier"].as_str(), entry["route"].as_str()),
         (Some("nearline"), Some("queue"))
     );
+    cases.push(json!({"what": "nearline audit", "schema": "AuditEntry", "value": entry}));
+    common::check_openapi(&common::openapi_document(), &cases);
 
     // The training set, exported from the bucket by the CLI.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sentio"))

@@ -398,3 +398,46 @@ pub fn spans_of_trace(
         .filter(|s| s["traceId"] == trace_id)
         .collect()
 }
+
+/// Validates `cases` (`{"what", "schema", "value", "expect_error"?}`) against `spec`'s
+/// `#/components/schemas`, and the document itself, with the Python `jsonschema` and
+/// `openapi-spec-validator` of the tools environment (`tests/openapi_check.py`).
+pub fn check_openapi(spec: &serde_json::Value, cases: &[serde_json::Value]) {
+    let input = serde_json::json!({"spec": spec, "cases": cases});
+    let mut child = Command::new("python3")
+        .arg(workspace_root().join("tests/openapi_check.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !report.contains("ModuleNotFoundError"),
+        "python3 lacks jsonschema/openapi-spec-validator: run under scripts/lib.sh ensure_tools\n{report}"
+    );
+    assert!(
+        out.status.success(),
+        "answers do not match the OpenAPI document:\n{report}"
+    );
+    assert!(report.contains(" answers checked, 0 errors"), "{report}");
+}
+
+/// The OpenAPI document as committed (what `sentio serve` serves at `/openapi.json`).
+pub fn openapi_document() -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("web/openapi.json")).unwrap(),
+    )
+    .unwrap()
+}

@@ -1,10 +1,13 @@
-"""Writes web/openapi.json: the OpenAPI 3.1 document of every endpoint `sentio serve` answers.
+"""Writes web/openapi.json: the OpenAPI 3.1 document of every endpoint `sentio serve` answers,
+the heavy tier's included (under /heavy; the AWS HTTP API serves the same routes at /v1/...).
 
 The schemas mirror the serde types in crates/sentio-core (one set of wire types); the
 integration tests validate real answers against this document, so a drift fails CI.
 Run: python3 web/tools/openapi.py
 """
 import json, pathlib
+
+root = pathlib.Path(__file__).resolve().parents[2]
 
 def ref(name): return {"$ref": f"#/components/schemas/{name}"}
 def obj(props, required=(), extra=False):
@@ -131,6 +134,22 @@ schemas = {
                                    "level": {"type": "string", "enum": ["stable", "moderate", "significant", "insufficient data"]}},
                                   ["baseline_predictions", "current_predictions", "level"]),
                      "queue": {"type": ["object", "null"]}}},
+  # The heavy tier (crates/sentio-heavy/src/api.rs).
+  "HeavyClassifyRequest": obj({"text": string, "texts": arr(string, minItems=1, maxItems=256),
+                               "sentences": {"type": "boolean", "default": True}, "metadata": ref("Metadata")}),
+  "JobRequest": obj({"items": arr(obj({"id": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
+                                       "text": string, "metadata": ref("Metadata")}, ["text"]), minItems=1),
+                     "callback_url": string, "sentences": {"type": "boolean", "default": False},
+                     "metadata": ref("Metadata")}, ["items"]),
+  "JobAccepted": obj({"job_id": string, "queued": integer, "item_ids": arr(string),
+                      "queue": {"type": "string", "enum": ["sqs", "embedded"]}}, ["job_id", "queued", "item_ids", "queue"]),
+  # The queue's message schema, as committed for producers that write to SQS directly.
+  "Envelope": {k: v for k, v in json.loads((root / "wit/queue-envelope.schema.json").read_text()).items()
+               if k not in ("$schema", "$id")},
+  "Queued": obj({"job_id": string, "item_id": string}, ["job_id", "item_id"]),
+  "Health": obj({"status": {"const": "ok"}, "tier": tier, "model": ref("ModelInfo"),
+                 "queue": {"type": ["string", "null"], "enum": ["sqs", "embedded", None]}},
+                ["status", "tier", "model", "queue"]),
 }
 # Error's inner object, referenced by stream lines.
 schemas["StreamResult"]["properties"]["error"] = schemas["Error"]["properties"]["error"]
@@ -138,14 +157,43 @@ schemas["StreamResult"]["properties"]["error"] = schemas["Error"]["properties"][
 def errors(*codes):
     names = {400: "Malformed JSON or bad request", 401: "Missing or wrong API key", 403: "Key lacks the scope, or origin not allowed",
              404: "Not found", 405: "Method not allowed", 413: "Body over the limit", 415: "Wrong content type",
-             422: "A field is invalid (`error.field` names it)", 429: "Rate limit reached (see Retry-After)"}
+             422: "A field is invalid (`error.field` names it)", 429: "Rate limit reached (see Retry-After)",
+             503: "A store or queue this needs is not configured or not reachable"}
     return {str(c): {"description": names[c], "content": {"application/json": {"schema": ref("Error")}}} for c in codes}
 
-def post(summary, scope, req, res, status="200", extra_errors=(), req_type="application/json", res_type="application/json"):
-    return {"post": {"summary": summary, "security": [{"bearer": [scope]}],
+GATEWAY_ERRORS = (400, 401, 403, 413, 415, 422, 429)
+HEAVY_ERRORS = (400, 401, 413, 415, 422)
+def post(summary, scope, req, res, status="200", extra_errors=(), req_type="application/json", res_type="application/json",
+         security=None):
+    codes = HEAVY_ERRORS if security else GATEWAY_ERRORS
+    return {"post": {"summary": summary, "security": security or [{"bearer": [scope]}],
                      "requestBody": {"required": True, "content": {req_type: {"schema": ref(req)}}},
                      "responses": {status: {"description": "OK", "content": {res_type: {"schema": ref(res)}}},
-                                   **errors(400, 401, 403, 413, 415, 422, 429, *extra_errors)}}}
+                                   **errors(*codes, *extra_errors)}}}
+
+# The heavy tier: under `sentio serve` at /heavy (for the edge; open only without an access file),
+# in AWS the HTTP API's /v1/... routes. Its key is SENTIO_HEAVY_API_KEY in `x-api-key`.
+heavy = [{"heavyKey": []}]
+def heavy_get(summary, res, params=(), extra_errors=()):
+    return {"get": {"summary": summary, "security": heavy, "parameters": list(params),
+                    "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": ref(res)}}},
+                                  **errors(401, *extra_errors)}}}
+heavy_paths = {
+    "/heavy/v1/classify": post("Heavy tier: redact, then classify with the teacher (one text or up to 256)", None,
+                               "HeavyClassifyRequest", "ClassifyResponse", security=heavy),
+    "/heavy/v1/analyze-conversation": post("Heavy tier: conversation analysis with the teacher", None,
+                                           "ConversationRequest", "ConversationResponse", security=heavy),
+    "/heavy/v1/jobs": post("Queue a batch for the nearline worker (texts redacted here; results by signed webhook)", None,
+                           "JobRequest", "JobAccepted", status="202", extra_errors=(503,), security=heavy),
+    "/heavy/v1/overflow": post("Queue one envelope as it is (the edge's deferred escalations)", None,
+                               "Envelope", "Queued", status="202", extra_errors=(503,), security=heavy),
+    "/heavy/v1/feedback": post("Correct a prediction's label in the S3 audit store (AWS; 503 without one)", None,
+                               "FeedbackRequest", "FeedbackRecord", status="201", extra_errors=(503,), security=heavy),
+    "/heavy/v1/audit/{prediction_id}": heavy_get("A prediction's audit record and its corrections, from the S3 audit store",
+        "AuditEntry", params=[{"name": "prediction_id", "in": "path", "required": True, "schema": string}],
+        extra_errors=(404, 503)),
+    "/heavy/v1/healthz": heavy_get("The heavy tier's model and queue", "Health"),
+}
 
 doc = {
   "openapi": "3.1.0",
@@ -154,7 +202,9 @@ doc = {
   "servers": [{"url": "http://127.0.0.1:3000", "description": "sentio serve"}],
   "components": {"schemas": schemas,
                  "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                     "description": "An API key from SENTIO_ACCESS_FILE; each endpoint needs a scope. Open when the server has no access file."}}},
+                     "description": "An API key from SENTIO_ACCESS_FILE; each endpoint needs a scope. Open when the server has no access file."},
+                                     "heavyKey": {"type": "apiKey", "in": "header", "name": "x-api-key",
+                     "description": "The heavy tier's SENTIO_HEAVY_API_KEY. Open when it is not set."}}},
   "paths": {
     "/redact": post("Redact PII from one text or a batch", "redact", "RedactRequest", "RedactResponse"),
     "/classify-sentiment": post("Redact, then classify one text or up to 64", "classify", "ClassifyRequest", "ClassifyResponse"),
@@ -172,8 +222,9 @@ doc = {
         "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": ref("DashboardSummary")}}}, **errors(401, 403, 422, 429)}}},
     "/openapi.json": {"get": {"summary": "This document", "security": [],
         "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+    **heavy_paths,
   },
 }
-out = pathlib.Path(__file__).resolve().parents[1] / "openapi.json"
+out = root / "web/openapi.json"
 out.write_text(json.dumps(doc, indent=1) + "\n")
 print(f"wrote {out}")

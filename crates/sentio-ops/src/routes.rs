@@ -269,6 +269,13 @@ mod tests {
             "/audit/{prediction_id}",
             "/metrics",
             "/dashboard/api/summary",
+            "/heavy/v1/classify",
+            "/heavy/v1/analyze-conversation",
+            "/heavy/v1/jobs",
+            "/heavy/v1/overflow",
+            "/heavy/v1/feedback",
+            "/heavy/v1/audit/{prediction_id}",
+            "/heavy/v1/healthz",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing");
         }
