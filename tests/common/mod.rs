@@ -325,19 +325,24 @@ pub fn otlp_receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     (addr, received)
 }
 
-/// An `ExportTraceServiceRequest` in protobuf, decoded by `tests/otlp_decode.py` and put in the
-/// OTLP JSON shape.
-fn decode_otlp_protobuf(body: &[u8]) -> serde_json::Value {
-    use serde_json::json;
+/// Runs a Python script of `tests/` (the tools environment's `python3`) with `stdin`.
+fn run_python(script: &str, stdin: &[u8]) -> std::process::Output {
     let mut child = Command::new("python3")
-        .arg(workspace_root().join("tests/otlp_decode.py"))
+        .arg(workspace_root().join(script))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3");
-    child.stdin.take().unwrap().write_all(body).unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// An `ExportTraceServiceRequest` in protobuf, decoded by `tests/otlp_decode.py` and put in the
+/// OTLP JSON shape.
+fn decode_otlp_protobuf(body: &[u8]) -> serde_json::Value {
+    use serde_json::json;
+    let out = run_python("tests/otlp_decode.py", body);
     assert!(
         out.status.success(),
         "python3 could not decode an OTLP protobuf body (run under scripts/lib.sh ensure_tools): {}",
@@ -404,20 +409,7 @@ pub fn spans_of_trace(
 /// `openapi-spec-validator` of the tools environment (`tests/openapi_check.py`).
 pub fn check_openapi(spec: &serde_json::Value, cases: &[serde_json::Value]) {
     let input = serde_json::json!({"spec": spec, "cases": cases});
-    let mut child = Command::new("python3")
-        .arg(workspace_root().join("tests/openapi_check.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_python("tests/openapi_check.py", input.to_string().as_bytes());
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
