@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Response, Server, otlp_receiver, spans_of_trace, temp_dir};
+use common::{Response, Server, otlp_receiver, span_named, spans_of_trace, temp_dir};
 use serde_json::{Value, json};
 
 const ACME_WIDGET: &str = "sk_test_acme_widget_0001";
@@ -589,18 +589,12 @@ fn traces_cross_the_tiers_without_pii() {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    let edge = spans
-        .iter()
-        .find(|s| s["name"] == "POST /classify-sentiment")
-        .unwrap_or_else(|| panic!("no edge span: {spans:#?}"));
+    let edge = span_named(&spans, "POST /classify-sentiment");
     assert_eq!(
         edge["parentSpanId"], caller_span,
         "the edge span continues the caller's"
     );
-    let heavy = spans
-        .iter()
-        .find(|s| s["name"] == "POST /heavy")
-        .unwrap_or_else(|| panic!("no heavy span: {spans:#?}"));
+    let heavy = span_named(&spans, "POST /heavy");
     assert_eq!(
         heavy["parentSpanId"], edge["spanId"],
         "the heavy tier's span is the edge's child"

@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use common::tiers::{LambdaFunction, Moto, WEBHOOK_SECRET, WebhookReceiver};
-use common::{Server, eventually, spans_of_trace, temp_dir};
+use common::{Server, eventually, span_named, spans_of_trace, temp_dir};
 use serde_json::{Value, json};
 
 const ANGRY: &str = "This is the third time my order is late and nobody answers. I'm furious.";
@@ -526,6 +526,18 @@ fn invoke(lambda: &LambdaFunction, event: &str) -> Value {
     r.json()
 }
 
+/// Invokes the worker Lambda with an SQS event of one message holding `envelope`; it must answer
+/// with no item to retry.
+fn invoke_worker_with(worker: &LambdaFunction, message_id: &str, envelope: &Value) {
+    let event = json!({"Records": [{
+        "messageId": message_id, "receiptHandle": format!("r-{message_id}"),
+        "body": envelope.to_string(),
+        "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs",
+    }]});
+    let response = invoke(worker, &event.to_string());
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+}
+
 /// Invokes the heavy Lambda with an API Gateway event: (status, parsed body).
 fn call_heavy(heavy: &LambdaFunction, method: &str, path: &str, body: &str) -> (u64, Value) {
     let response = invoke(heavy, &apigw_event(method, path, body));
@@ -632,12 +644,7 @@ fn the_lambdas_keep_the_audit_trail_and_feedback_in_s3_and_export_it() {
         "redacted_text": "The replacement part never arrived and nobody calls back.",
         "enqueued_at_ms": 1, "metadata": {"channel": "email"},
     });
-    let event = json!({"Records": [{
-        "messageId": "m-1", "receiptHandle": "r-1", "body": envelope.to_string(),
-        "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs",
-    }]});
-    let response = invoke(&worker, &event.to_string());
-    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    invoke_worker_with(&worker, "m-1", &envelope);
     assert_delivered(&receiver, &["job_s3:0".to_owned()], Duration::from_secs(30));
     let delivered = &receiver.by_id()["job_s3:0"].body;
     assert_eq!(delivered["result"]["prediction_id"], "job_s3:0");
@@ -714,10 +721,7 @@ fn the_lambdas_export_spans_that_continue_the_callers_trace() {
     assert_eq!(response["statusCode"], 200, "{response}");
     // Flushed before the invocation answered: the span is there now, not in a second.
     let spans = spans_of_trace(&received, trace);
-    let server = spans
-        .iter()
-        .find(|s| s["name"] == "POST /v1/classify")
-        .unwrap_or_else(|| panic!("no heavy Lambda span: {spans:#?}"));
+    let server = span_named(&spans, "POST /v1/classify");
     assert_eq!(server["parentSpanId"], caller_span);
     assert_eq!(server["kind"], 2);
 
@@ -735,17 +739,9 @@ fn the_lambdas_export_spans_that_continue_the_callers_trace() {
         "redacted_text": "Still waiting for my refund.", "enqueued_at_ms": 1,
         "traceparent": format!("00-{trace}-{queued_by}-01"),
     });
-    let sqs_event = json!({"Records": [{
-        "messageId": "m-tr", "receiptHandle": "r", "body": envelope.to_string(),
-        "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs",
-    }]});
-    let answer = invoke(&worker, &sqs_event.to_string());
-    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    invoke_worker_with(&worker, "m-tr", &envelope);
     let spans = spans_of_trace(&received, trace);
-    let item = spans
-        .iter()
-        .find(|s| s["name"] == "nearline item")
-        .unwrap_or_else(|| panic!("no worker span: {spans:#?}"));
+    let item = span_named(&spans, "nearline item");
     assert_eq!(item["parentSpanId"], queued_by);
     assert_eq!(item["kind"], 5);
     let attribute = |key: &str| {

@@ -385,6 +385,14 @@ fn decode_otlp_protobuf(body: &[u8]) -> serde_json::Value {
     json!({"resourceSpans": [{"resource": {"attributes": services}, "scopeSpans": [{"spans": spans}]}]})
 }
 
+/// The span called `name` among `spans`; panics, listing them, when there is none.
+pub fn span_named<'a>(spans: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    spans
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no span {name:?}: {spans:#?}"))
+}
+
 /// The spans of one trace among everything an OTLP receiver got.
 pub fn spans_of_trace(
     received: &Mutex<Vec<serde_json::Value>>,

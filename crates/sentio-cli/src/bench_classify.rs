@@ -277,27 +277,30 @@ pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
             cells.join(", ")
         );
     }
-    if let Some(t) = &ort_teacher {
-        let cells: Vec<String> = t
+    // Another engine's p50s, each with the component's time as a multiple of it.
+    let against_component = |what: String, p50s: &[f64]| {
+        let cells: Vec<String> = p50s
             .iter()
             .zip(&in_component)
-            .map(|(t, comp)| format!("{t:.2} ms (component / it: {:.2}x)", comp.p50 / t))
+            .map(|(p50, comp)| format!("{p50:.2} ms (component / it: {:.2}x)", comp.p50 / p50))
             .collect();
-        println!(
-            "\nonnxruntime (Python) running the teacher ({}), p50 for {LENGTHS:?} tokens: {}",
-            teacher.display(),
-            cells.join(", ")
+        println!("\n{what}, p50 for {LENGTHS:?} tokens: {}", cells.join(", "));
+    };
+    if let Some(t) = &ort_teacher {
+        against_component(
+            format!(
+                "onnxruntime (Python) running the teacher ({})",
+                teacher.display()
+            ),
+            t,
         );
     }
     if let Some(n128) = &native_128 {
-        let cells: Vec<String> = n128
-            .iter()
-            .zip(&in_component)
-            .map(|(n, comp)| format!("{n:.2} ms (component / it: {:.2}x)", comp.p50 / n))
-            .collect();
-        println!(
-            "\nnative tract limited to 128-bit SSE2 kernels (TRACT_CPU_ISA={WIDER_THAN_128_BIT}), p50 for {LENGTHS:?} tokens: {}",
-            cells.join(", ")
+        against_component(
+            format!(
+                "native tract limited to 128-bit SSE2 kernels (TRACT_CPU_ISA={WIDER_THAN_128_BIT})"
+            ),
+            n128,
         );
     }
     println!(

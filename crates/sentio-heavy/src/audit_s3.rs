@@ -97,6 +97,35 @@ fn s3_error<
     }
 }
 
+/// Runs `task` on every item, [`IN_FLIGHT`] at a time, and collects the answers (in the order they
+/// finish); the first failure ends it.
+async fn in_flight<I, T, F>(
+    items: Vec<I>,
+    operation: &'static str,
+    task: impl Fn(I) -> F,
+) -> Result<Vec<T>, AuditStoreError>
+where
+    F: std::future::Future<Output = Result<T, AuditStoreError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut out = Vec::with_capacity(items.len());
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let mut running = JoinSet::new();
+        for item in items.by_ref().take(IN_FLIGHT) {
+            running.spawn(task(item));
+        }
+        while let Some(done) = running.join_next().await {
+            out.push(done.map_err(|e| AuditStoreError::S3 {
+                operation,
+                key: String::new(),
+                detail: e.to_string(),
+            })??);
+        }
+    }
+    Ok(out)
+}
+
 /// Cheap to clone: the client shares its connections.
 #[derive(Clone)]
 pub struct S3Audit {
@@ -226,23 +255,12 @@ impl S3Audit {
         &self,
         keys: Vec<String>,
     ) -> Result<Vec<T>, AuditStoreError> {
-        let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(IN_FLIGHT) {
-            let mut reads = JoinSet::new();
-            for key in chunk {
-                let (this, key) = (self.clone(), key.clone());
-                reads.spawn(async move { this.get::<T>(&key).await });
-            }
-            while let Some(read) = reads.join_next().await {
-                let read = read.map_err(|e| AuditStoreError::S3 {
-                    operation: "GetObject",
-                    key: String::new(),
-                    detail: e.to_string(),
-                })?;
-                out.extend(read?);
-            }
-        }
-        Ok(out)
+        let read = in_flight(keys, "GetObject", |key| {
+            let this = self.clone();
+            async move { this.get::<T>(&key).await }
+        })
+        .await?;
+        Ok(read.into_iter().flatten().collect())
     }
 
     /// Writes one answer's predictions, [`IN_FLIGHT`] at a time. Records without a valid id are
@@ -257,20 +275,11 @@ impl S3Audit {
                 (self.prediction_key(&r.prediction_id), body)
             })
             .collect();
-        for chunk in writes.chunks(IN_FLIGHT) {
-            let mut puts = JoinSet::new();
-            for (key, body) in chunk.iter().cloned() {
-                let this = self.clone();
-                puts.spawn(async move { this.put(key, body).await });
-            }
-            while let Some(put) = puts.join_next().await {
-                put.map_err(|e| AuditStoreError::S3 {
-                    operation: "PutObject",
-                    key: String::new(),
-                    detail: e.to_string(),
-                })??;
-            }
-        }
+        in_flight(writes, "PutObject", |(key, body)| {
+            let this = self.clone();
+            async move { this.put(key, body).await }
+        })
+        .await?;
         Ok(())
     }
 

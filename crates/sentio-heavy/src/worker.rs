@@ -31,41 +31,18 @@ use sentio_core::audit::{PredictionRecord, scored_item_record};
 
 /// One queued item's span while its batch runs.
 struct ItemSpan {
-    trace_id: String,
-    span_id: String,
-    parent_span_id: Option<String>,
+    span: sentio_trace::OpenSpan,
     message_id: String,
     job_id: String,
 }
 
 impl ItemSpan {
-    fn start(envelope: &Envelope, message_id: &str) -> Self {
-        let (trace_id, span_id, parent_span_id) =
-            sentio_trace::start_span(envelope.traceparent.as_deref());
-        Self {
-            trace_id,
-            span_id,
-            parent_span_id,
-            message_id: message_id.to_owned(),
-            job_id: envelope.job_id.clone(),
-        }
-    }
-
-    fn traceparent(&self) -> String {
-        sentio_trace::traceparent(&self.trace_id, &self.span_id)
-    }
-
     /// Ids and outcome only: the item id can hold a caller's own id, so it stays out.
-    fn finish(self, started_unix_nanos: u128, outcome: &str, model: &str) -> sentio_trace::Span {
-        sentio_trace::Span {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            parent_span_id: self.parent_span_id,
-            kind: sentio_trace::SpanKind::Consumer,
-            name: "nearline item".into(),
-            start_unix_nanos: started_unix_nanos,
-            end_unix_nanos: sentio_trace::unix_nanos(),
-            attributes: vec![
+    fn finish(self, outcome: &str, model: &str) -> sentio_trace::Span {
+        self.span.finish(
+            sentio_trace::SpanKind::Consumer,
+            "nearline item".into(),
+            vec![
                 ("messaging.system", "aws_sqs".into()),
                 ("messaging.message.id", self.message_id),
                 ("sentio.job_id", self.job_id),
@@ -73,8 +50,8 @@ impl ItemSpan {
                 ("sentio.model", model.to_owned()),
                 ("sentio.outcome", outcome.to_owned()),
             ],
-            error: outcome == "retry",
-        }
+            outcome == "retry",
+        )
     }
 }
 
@@ -260,7 +237,6 @@ impl Worker {
         let mut to_score: Vec<(String, Envelope, String)> = Vec::new();
         let mut to_deliver: Vec<Delivery> = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        let started_unix_nanos = sentio_trace::unix_nanos();
         let mut item_spans: Vec<ItemSpan> = Vec::new();
         let mut already_delivered = std::collections::HashSet::new();
         for record in event.records {
@@ -281,9 +257,13 @@ impl Worker {
             if self.spans.is_some() {
                 // The item's span continues the context its envelope carries, and the delivery
                 // (its `traceparent` header) continues the item's span.
-                let span = ItemSpan::start(&envelope, &record.message_id);
+                let span = sentio_trace::OpenSpan::start(envelope.traceparent.as_deref());
                 envelope.traceparent = Some(span.traceparent());
-                item_spans.push(span);
+                item_spans.push(ItemSpan {
+                    span,
+                    message_id: record.message_id.clone(),
+                    job_id: envelope.job_id.clone(),
+                });
             }
             let Some(url) = self.callback_for(&envelope) else {
                 tracing::warn!(item_id = %envelope.item_id, "no allowed callback for item");
@@ -385,7 +365,7 @@ impl Worker {
                 } else {
                     "delivered"
                 };
-                exporter.export(span.finish(started_unix_nanos, outcome, &model));
+                exporter.export(span.finish(outcome, &model));
             }
         }
         (

@@ -119,7 +119,7 @@ impl sentio_host::Interceptor for Gateway {
         parts.headers.remove(TENANT_HEADER);
         let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
         // This request's span: a child of the caller's, the parent of everything downstream.
-        let (trace_id, span_id, parent_span_id) = trace::start_span(header(TRACEPARENT_HEADER));
+        let span = trace::OpenSpan::start(header(TRACEPARENT_HEADER));
         let origin = header("origin").map(str::to_owned);
         if let Some(origin) = &origin
             && !state
@@ -172,7 +172,7 @@ impl sentio_host::Interceptor for Gateway {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             parts.headers.insert(REQUEST_ID_HEADER, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&trace::traceparent(&trace_id, &span_id)) {
+        if let Ok(v) = HeaderValue::from_str(&span.traceparent()) {
             parts.headers.insert(TRACEPARENT_HEADER, v);
         }
         if let Some(t) = tenant
@@ -193,11 +193,8 @@ impl sentio_host::Interceptor for Gateway {
             reader: BodyReader::new(Framing::Ignore, MAX_OBSERVED_BODY),
             tier: None,
             model: None,
-            trace_id,
-            span_id,
-            parent_span_id,
+            span: Some(span),
             method: parts.method.clone(),
-            started_unix_nanos: trace::unix_nanos(),
         }))
     }
 }
@@ -214,11 +211,9 @@ struct GatewayExchange {
     reader: BodyReader,
     tier: Option<String>,
     model: Option<String>,
-    trace_id: String,
-    span_id: String,
-    parent_span_id: Option<String>,
+    /// Taken when the exchange finishes.
+    span: Option<trace::OpenSpan>,
     method: http::Method,
-    started_unix_nanos: u128,
 }
 
 impl GatewayExchange {
@@ -297,24 +292,19 @@ impl sentio_host::Exchange for GatewayExchange {
             model,
             seconds: self.head_seconds,
         });
-        if let Some(spans) = &self.state.spans {
-            spans.export(trace::Span {
-                trace_id: std::mem::take(&mut self.trace_id),
-                span_id: std::mem::take(&mut self.span_id),
-                parent_span_id: self.parent_span_id.take(),
-                kind: trace::SpanKind::Server,
-                name: format!("{} {}", self.method, self.route),
-                start_unix_nanos: self.started_unix_nanos,
-                end_unix_nanos: trace::unix_nanos(),
-                attributes: vec![
+        if let (Some(spans), Some(span)) = (&self.state.spans, self.span.take()) {
+            spans.export(span.finish(
+                trace::SpanKind::Server,
+                format!("{} {}", self.method, self.route),
+                vec![
                     ("http.route", self.route.clone()),
                     ("http.response.status_code", self.status.to_string()),
                     ("sentio.tier", tier.clone()),
                     ("sentio.model", model.to_owned()),
                     ("sentio.request_id", self.request_id.clone()),
                 ],
-                error: self.status >= 500,
-            });
+                self.status >= 500,
+            ));
         }
         if is_api(&self.route) {
             self.state.dashboard.record_request(

@@ -1,5 +1,5 @@
 //! Distributed tracing: spans continued from the caller's W3C `traceparent` and handed on, exported
-//! as OTLP/HTTP JSON. `sentio serve`'s gateway makes one server span per request it admits (and
+//! over OTLP/HTTP. `sentio serve`'s gateway makes one server span per request it admits (and
 //! hands its context to the components, which pass it to the heavy tier, into queue envelopes and
 //! onto webhooks); the heavy Lambda makes one per invocation; the worker one consumer span per
 //! queued item, a child of the context its envelope carries.
@@ -48,19 +48,58 @@ pub fn unix_nanos() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-/// The span a request gets: a child of the caller's `traceparent` when it sent a valid one,
-/// else the root of a new trace.
-pub fn start_span(incoming: Option<&str>) -> (String, String, Option<String>) {
-    let span_id = random_id_hex(8);
-    match incoming.and_then(sentio_core::context::parse_traceparent) {
-        Some((trace, parent)) => (trace.to_owned(), span_id, Some(parent.to_owned())),
-        None => (random_id_hex(16), span_id, None),
-    }
+/// A span from its start until it is finished: a child of the caller's `traceparent` when it
+/// sent a valid one, else the root of a new trace. The gateway, the heavy Lambda and the worker
+/// each open one per request or item.
+#[derive(Debug, Clone)]
+pub struct OpenSpan {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    start_unix_nanos: u128,
 }
 
-/// The `traceparent` that names `span_id` as the parent of whatever comes next.
-pub fn traceparent(trace_id: &str, span_id: &str) -> String {
-    format!("00-{trace_id}-{span_id}-01")
+impl OpenSpan {
+    pub fn start(incoming: Option<&str>) -> Self {
+        let span_id = random_id_hex(8);
+        let (trace_id, parent_span_id) =
+            match incoming.and_then(sentio_core::context::parse_traceparent) {
+                Some((trace, parent)) => (trace.to_owned(), Some(parent.to_owned())),
+                None => (random_id_hex(16), None),
+            };
+        Self {
+            trace_id,
+            span_id,
+            parent_span_id,
+            start_unix_nanos: unix_nanos(),
+        }
+    }
+
+    /// The `traceparent` that names this span as the parent of whatever comes next.
+    pub fn traceparent(&self) -> String {
+        format!("00-{}-{}-01", self.trace_id, self.span_id)
+    }
+
+    /// The finished span, ending now.
+    pub fn finish(
+        self,
+        kind: SpanKind,
+        name: String,
+        attributes: Vec<(&'static str, String)>,
+        error: bool,
+    ) -> Span {
+        Span {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent_span_id,
+            kind,
+            name,
+            start_unix_nanos: self.start_unix_nanos,
+            end_unix_nanos: unix_nanos(),
+            attributes,
+            error,
+        }
+    }
 }
 
 /// How spans are encoded on the wire.
@@ -266,15 +305,16 @@ mod tests {
 
     #[test]
     fn spans_continue_the_callers_trace() {
-        let (trace, span, parent) = start_span(Some(
+        let open = OpenSpan::start(Some(
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ));
+        let (trace, span) = (open.trace_id.clone(), open.span_id.clone());
         assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(parent.as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(open.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
         assert_eq!(span.len(), 16);
-        assert_eq!(traceparent(&trace, &span), format!("00-{trace}-{span}-01"));
-        let (fresh, _, none) = start_span(Some("garbage"));
-        assert_eq!((fresh.len(), none), (32, None));
+        assert_eq!(open.traceparent(), format!("00-{trace}-{span}-01"));
+        let fresh = OpenSpan::start(Some("garbage"));
+        assert_eq!((fresh.trace_id.len(), fresh.parent_span_id), (32, None));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 use lambda_http::{Body, Error, Request, Response, service_fn};
 use sentio_heavy::HeavyTier;
-use sentio_trace::{Span, SpanExporter, SpanKind};
+use sentio_trace::{OpenSpan, SpanExporter, SpanKind};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -30,18 +30,20 @@ async fn answer(
     request: Request,
 ) -> Response<Body> {
     let started = std::time::Instant::now();
-    let started_unix_nanos = sentio_trace::unix_nanos();
     let (mut parts, body) = request.into_parts();
     let route = parts.uri.path().to_owned();
     // One server span per invocation, continuing the caller's context; the tier hands this
     // span's context on (into queue envelopes, to the worker).
-    let incoming = parts
-        .headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok());
-    let (trace_id, span_id, parent_span_id) = sentio_trace::start_span(incoming);
-    if spans.is_some()
-        && let Ok(v) = HeaderValue::from_str(&sentio_trace::traceparent(&trace_id, &span_id))
+    let span = spans.as_ref().map(|_| {
+        OpenSpan::start(
+            parts
+                .headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok()),
+        )
+    });
+    if let Some(span) = &span
+        && let Ok(v) = HeaderValue::from_str(&span.traceparent())
     {
         parts.headers.insert("traceparent", v);
     }
@@ -54,22 +56,17 @@ async fn answer(
     };
     let response = tier.handle(http::Request::from_parts(parts, body)).await;
     let status = response.status().as_u16();
-    if let Some(spans) = &spans {
-        spans.export(Span {
-            trace_id,
-            span_id,
-            parent_span_id,
-            kind: SpanKind::Server,
-            name: format!("{method} {route}"),
-            start_unix_nanos: started_unix_nanos,
-            end_unix_nanos: sentio_trace::unix_nanos(),
-            attributes: vec![
+    if let (Some(spans), Some(span)) = (&spans, span) {
+        spans.export(span.finish(
+            SpanKind::Server,
+            format!("{method} {route}"),
+            vec![
                 ("http.route", route.clone()),
                 ("http.response.status_code", status.to_string()),
                 ("sentio.tier", "heavy".into()),
             ],
-            error: status >= 500,
-        });
+            status >= 500,
+        ));
         // The sandbox may be frozen as soon as this invocation answers.
         spans.flush().await;
     }
