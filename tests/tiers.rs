@@ -661,6 +661,127 @@ fn the_lambdas_keep_the_audit_trail_and_feedback_in_s3_and_export_it() {
         (Some("nearline"), Some("queue"))
     );
     cases.push(json!({"what": "nearline audit", "schema": "AuditEntry", "value": entry}));
+
+    // The edge on Spin keeps no store: after answering, it sends its predictions' records to
+    // the heavy tier's `POST /v1/audit` (here the Lambda, through cargo-lambda's function URL).
+    let edge = start(
+        &[
+            &format!(
+                "--variable=audit_url=http://{}/lambda-url/_/v1/audit",
+                heavy.addr()
+            ),
+            "--variable=audit_api_key=k-123",
+            "--variable=heavy_origin=http://127.0.0.1:*",
+            // Answered at the edge, so the records are the edge's.
+            "--variable=heavy_url=",
+            "--variable=overflow_url=",
+        ],
+        &[],
+    );
+    let classified = edge
+        .post_json(
+            "/classify-sentiment",
+            &json!({"text": WITH_PII, "metadata": {"channel": "chat"}}).to_string(),
+        )
+        .json();
+    let conversation = edge
+        .post_json(
+            "/analyze-conversation",
+            &json!({"turns": [{"speaker": "customer", "text": ANGRY},
+                              {"speaker": "agent", "text": "Sorry, let me check."}]})
+            .to_string(),
+        )
+        .json();
+    let streamed = edge.request(
+        "POST",
+        "/stream-sentiment",
+        &[("content-type", "application/x-ndjson")],
+        format!("{}\n", json!({"text": HAPPY, "id": "m1"})).as_bytes(),
+    );
+    let streamed: Value =
+        serde_json::from_slice(streamed.body.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    let edge_ids: Vec<String> = [
+        &classified["prediction_id"],
+        &conversation["turns"][0]["prediction_id"],
+        &conversation["turns"][1]["prediction_id"],
+        &streamed["prediction_id"],
+    ]
+    .iter()
+    .map(|id| {
+        id.as_str()
+            .unwrap_or_else(|| panic!("no prediction id: {classified} {conversation} {streamed}"))
+            .to_owned()
+    })
+    .collect();
+    let recorded = common::eventually(Duration::from_secs(20), || {
+        let keys = moto.list_keys(BUCKET, "prod/predictions/");
+        edge_ids
+            .iter()
+            .all(|id| keys.contains(&format!("prod/predictions/{id}.json")))
+    });
+    assert!(
+        recorded,
+        "the edge's records did not arrive: {edge_ids:?}\n{}",
+        edge.logs()
+    );
+    let (_, entry) = call_heavy(&heavy, "GET", &format!("/v1/audit/{}", edge_ids[0]), "");
+    assert_eq!(
+        (
+            entry["tier"].as_str(),
+            entry["route"].as_str(),
+            &entry["label"]
+        ),
+        (
+            Some("edge"),
+            Some("/classify-sentiment"),
+            &classified["label"]
+        ),
+        "{entry}"
+    );
+    assert!(
+        entry["redacted_text"]
+            .as_str()
+            .unwrap()
+            .contains("<CREDIT_CARD>"),
+        "{entry}"
+    );
+    let (_, entry) = call_heavy(&heavy, "GET", &format!("/v1/audit/{}", edge_ids[3]), "");
+    assert_eq!(entry["route"], "/stream-sentiment", "{entry}");
+    let (status, _) = call_heavy(
+        &heavy,
+        "POST",
+        "/v1/feedback",
+        &feedback(&edge_ids[0], "negative"),
+    );
+    assert_eq!(status, 201);
+
+    // The route itself: typed errors name the record and field; a good batch is stored.
+    let mut record = entry.clone();
+    record.as_object_mut().unwrap().remove("feedback");
+    record["prediction_id"] = json!("req_forwarded.0");
+    for (body, field) in [
+        (json!({"records": []}), "records"),
+        (
+            json!({"records": [record.clone(), {"prediction_id": "x"}]}),
+            "records[1]",
+        ),
+    ] {
+        let (status, error) = call_heavy(&heavy, "POST", "/v1/audit", &body.to_string());
+        assert_eq!(
+            (status, error["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{error}"
+        );
+    }
+    let batch = json!({"records": [record]});
+    let (status, recorded) = call_heavy(&heavy, "POST", "/v1/audit", &batch.to_string());
+    assert_eq!(
+        (status, &recorded["recorded"]),
+        (201, &json!(1)),
+        "{recorded}"
+    );
+    cases.push(json!({"what": "forwarded records", "schema": "ForwardedRecords", "value": batch}));
+    cases.push(json!({"what": "recorded", "schema": "Recorded", "value": recorded}));
     common::check_openapi(&common::openapi_document(), &cases);
 
     // The training set, exported from the bucket by the CLI.
@@ -683,10 +804,15 @@ fn the_lambdas_keep_the_audit_trail_and_feedback_in_s3_and_export_it() {
         .map(|l| l["prediction_id"].as_str().unwrap())
         .collect();
     ids.sort_unstable();
-    let mut want = vec![pii_id.as_str(), "job_s3:0"];
+    let mut want = vec![pii_id.as_str(), "job_s3:0", edge_ids[0].as_str()];
     want.sort_unstable();
     assert_eq!(ids, want, "{lines:?}");
-    assert!(lines.iter().all(|l| l["label"] == "neutral"));
+    let labels: Vec<&str> = lines.iter().map(|l| l["label"].as_str().unwrap()).collect();
+    assert_eq!(
+        labels.iter().filter(|l| **l == "neutral").count(),
+        2,
+        "{lines:?}"
+    );
     println!(
         "S3 audit: {} prediction objects, {} feedback objects, {} exported",
         moto.list_keys(BUCKET, "prod/predictions/").len(),
@@ -694,8 +820,8 @@ fn the_lambdas_keep_the_audit_trail_and_feedback_in_s3_and_export_it() {
         lines.len()
     );
 
-    for logs in [heavy.logs(), worker.logs()] {
-        assert!(!logs.contains("jane.doe"), "PII in a Lambda log");
+    for logs in [heavy.logs(), worker.logs(), edge.logs()] {
+        assert!(!logs.contains("jane.doe"), "PII in a log");
     }
 }
 

@@ -23,6 +23,14 @@ span = arr(integer, minItems=2, maxItems=2)
 label = {"type": "string", "enum": ["negative", "neutral", "positive"]}
 tier = {"type": "string", "enum": ["edge", "heavy", "nearline"]}
 
+# What the audit trail keeps per prediction (sentio_core::audit::PredictionRecord).
+PREDICTION_RECORD = {"prediction_id": string, "request_id": {"type": ["string", "null"]}, "at_ms": integer,
+    "tenant": {"type": ["string", "null"]}, "route": string, "tier": tier, "model": string, "label": label,
+    "confidence": num, "scores": ref("Scores"), "input_hash": {"type": ["string", "null"]}, "redacted_text": string,
+    "metadata": {}, "escalation": {"type": ["string", "null"]}}
+PREDICTION_RECORD_REQUIRED = ["prediction_id", "at_ms", "route", "tier", "model", "label", "confidence", "scores",
+                              "redacted_text"]
+
 schemas = {
   "Error": obj({"error": obj({"kind": string, "message": string, "field": string}, ["kind", "message"])}, ["error"]),
   "Metadata": obj({
@@ -117,11 +125,10 @@ schemas = {
   "FeedbackRecord": obj({"feedback_id": string, "prediction_id": string, "corrected_label": label,
                          "original_label": label, "reviewer": string, "at_ms": integer, "tenant": {"type": ["string", "null"]}},
                         ["feedback_id", "prediction_id", "corrected_label", "original_label", "reviewer", "at_ms"]),
-  "AuditEntry": obj({"prediction_id": string, "request_id": {"type": ["string", "null"]}, "at_ms": integer,
-      "tenant": {"type": ["string", "null"]}, "route": string, "tier": tier, "model": string, "label": label,
-      "confidence": num, "scores": ref("Scores"), "input_hash": {"type": ["string", "null"]}, "redacted_text": string,
-      "metadata": {}, "escalation": {"type": ["string", "null"]}, "feedback": arr(ref("FeedbackRecord"))},
-      ["prediction_id", "at_ms", "route", "tier", "model", "label", "confidence", "scores", "redacted_text", "feedback"]),
+  "PredictionRecord": obj(PREDICTION_RECORD, PREDICTION_RECORD_REQUIRED),
+  "AuditEntry": obj({**PREDICTION_RECORD, "feedback": arr(ref("FeedbackRecord"))}, [*PREDICTION_RECORD_REQUIRED, "feedback"]),
+  "ForwardedRecords": obj({"records": arr(ref("PredictionRecord"), minItems=1, maxItems=1024)}, ["records"]),
+  "Recorded": obj({"recorded": integer}, ["recorded"]),
   "DashboardSummary": {"type": "object",
       "required": ["now_ms", "bucket_ms", "series", "latency", "confidence_histogram", "current", "drift"],
       "properties": {"now_ms": integer, "bucket_ms": integer, "series": arr({"type": "object", "required": ["t_ms", "requests_per_second", "labels"]}),
@@ -189,6 +196,9 @@ heavy_paths = {
                                "Envelope", "Queued", status="202", extra_errors=(503,), security=heavy),
     "/heavy/v1/feedback": post("Correct a prediction's label in the S3 audit store (AWS; 503 without one)", None,
                                "FeedbackRequest", "FeedbackRecord", status="201", extra_errors=(503,), security=heavy),
+    "/heavy/v1/audit": post("Record predictions answered elsewhere (the edge components on Spin send theirs after answering); "
+                            "they take the request's tenant", None, "ForwardedRecords", "Recorded", status="201",
+                            extra_errors=(503,), security=heavy),
     "/heavy/v1/audit/{prediction_id}": heavy_get("A prediction's audit record and its corrections, from the S3 audit store",
         "AuditEntry", params=[{"name": "prediction_id", "in": "path", "required": True, "schema": string}],
         extra_errors=(404, 503)),

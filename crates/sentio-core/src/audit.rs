@@ -211,6 +211,45 @@ pub fn prediction_records(
         .collect()
 }
 
+/// Most records in one `POST /v1/audit`.
+pub const MAX_FORWARDED_RECORDS: usize = 1024;
+
+/// The body of the heavy tier's `POST /v1/audit`: the records of predictions answered elsewhere
+/// (the edge components on Spin, which keep no store of their own).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardedRecords {
+    pub records: Vec<PredictionRecord>,
+}
+
+impl ForwardedRecords {
+    /// Parses and checks a batch. The records take the request's tenant (`x-sentio-tenant`, set
+    /// by the gateway), whatever the body says, as every other route does.
+    pub fn parse(body: &[u8], tenant: Option<&str>) -> Result<Vec<PredictionRecord>, ApiError> {
+        let Self { mut records } = crate::http::parse_json(body)?;
+        if records.is_empty() || records.len() > MAX_FORWARDED_RECORDS {
+            return Err(ApiError::invalid(
+                "records",
+                format!("must hold 1 to {MAX_FORWARDED_RECORDS} records"),
+            ));
+        }
+        for (i, record) in records.iter_mut().enumerate() {
+            crate::envelope::check_id(
+                &format!("records[{i}].prediction_id"),
+                &record.prediction_id,
+            )?;
+            if !["edge", "heavy", "nearline"].contains(&record.tier.as_str()) {
+                return Err(ApiError::invalid(
+                    format!("records[{i}].tier"),
+                    "must be edge, heavy or nearline",
+                ));
+            }
+            record.tenant = tenant.map(str::to_owned);
+        }
+        Ok(records)
+    }
+}
+
 /// One prediction as the caller received it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
@@ -331,6 +370,35 @@ mod tests {
         assert!(
             prediction_records(&observe(br#"{"error": {"kind": "x"}}"#), "/", None, 0).is_empty()
         );
+    }
+
+    #[test]
+    fn forwarded_records_take_the_requests_tenant_and_name_the_bad_field() {
+        let record = |id: &str, tier: &str| {
+            serde_json::json!({"prediction_id": id, "at_ms": 1, "tenant": "mallory", "route": "/r",
+                "tier": tier, "model": "m@1", "label": "neutral", "confidence": 0.5,
+                "scores": null, "redacted_text": "ok"})
+        };
+        let body = |records: Vec<Value>| serde_json::json!({ "records": records }).to_string();
+        let records = ForwardedRecords::parse(
+            body(vec![record("req_1.0", "edge")]).as_bytes(),
+            Some("acme"),
+        )
+        .unwrap();
+        assert_eq!(records[0].tenant.as_deref(), Some("acme"));
+        let cases = [
+            (body(vec![]), "records"),
+            (
+                body(vec![record("req_1.0", "edge"), record("../x", "edge")]),
+                "records[1].prediction_id",
+            ),
+            (body(vec![record("req_1.0", "gpu")]), "records[0].tier"),
+            (r#"{"records": [], "extra": 1}"#.to_owned(), "extra"),
+        ];
+        for (body, field) in cases {
+            let err = ForwardedRecords::parse(body.as_bytes(), None).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{body}");
+        }
     }
 
     #[test]

@@ -42,6 +42,19 @@ pub struct EdgeConfig {
     /// `heavy_url`, `heavy_api_key`, `escalation_confidence_threshold`, `escalation_budget_ms`,
     /// `overflow_url`, `overflow_api_key`, `deferred_callback_url`.
     pub routing: RoutingConfig,
+    /// `audit_url`, `audit_api_key`.
+    pub audit: AuditForwarding,
+}
+
+/// Where the edge sends the audit records of its predictions when nothing in front of it keeps
+/// them (on Spin, the heavy tier's `POST /v1/audit`; `sentio serve`'s gateway records them itself
+/// and leaves this off). They are sent after the answer, so the caller never waits for them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditForwarding {
+    /// e.g. `https://heavy.example/v1/audit`; absent: the edge sends nothing.
+    pub url: Option<String>,
+    /// Sent as `x-api-key`.
+    pub api_key: Option<String>,
 }
 
 /// When and where the edge hands a text on: to the heavy tier (answer now) or to the overflow
@@ -128,6 +141,7 @@ impl Default for EdgeConfig {
             max_sentences: DEFAULT_MAX_SENTENCES,
             escalation: EscalationThresholds::default(),
             routing: RoutingConfig::default(),
+            audit: AuditForwarding::default(),
         }
     }
 }
@@ -179,6 +193,8 @@ impl EdgeConfig {
         "overflow_url",
         "overflow_api_key",
         "deferred_callback_url",
+        "audit_url",
+        "audit_api_key",
     ];
 
     /// Reads the variables through `get`; an absent or empty variable takes its default.
@@ -237,6 +253,7 @@ impl EdgeConfig {
                 "deferred_callback_url",
                 &mut config.routing.deferred_callback_url,
             ),
+            ("audit_url", &mut config.audit.url),
         ] {
             if let Some(v) = get(name) {
                 let v = v.trim().trim_end_matches('/').to_owned();
@@ -251,6 +268,7 @@ impl EdgeConfig {
         }
         config.routing.heavy_api_key = get("heavy_api_key");
         config.routing.overflow_api_key = get("overflow_api_key");
+        config.audit.api_key = get("audit_api_key");
         if let Some(v) = get("escalation_confidence_threshold") {
             let t: f32 = v.trim().parse().map_err(|_| ConfigError::Invalid {
                 name: "escalation_confidence_threshold",

@@ -15,7 +15,7 @@ pub mod routing;
 pub mod sentiment_api;
 pub mod texts;
 
-pub use config::{ConfigError, EdgeConfig, EscalationThresholds, RoutingConfig};
+pub use config::{AuditForwarding, ConfigError, EdgeConfig, EscalationThresholds, RoutingConfig};
 pub use context::RequestContext;
 pub use envelope::Envelope;
 pub use error::ApiError;

@@ -11,6 +11,8 @@
 //!   edge's deferred escalations; in AWS this route is an API Gateway → SQS integration).
 //! * `POST /v1/feedback`: a human correction of a recorded prediction (as `sentio serve`'s
 //!   `/feedback`), stored in the S3 audit store.
+//! * `POST /v1/audit`: the records of predictions answered elsewhere (the edge components on
+//!   Spin send theirs here after answering), stored with the tier's own.
 //! * `GET /v1/audit/{prediction_id}`: a prediction's audit record and its corrections.
 //! * `GET /v1/healthz`: model and queue.
 //!
@@ -24,7 +26,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use sentio_core::audit::{FeedbackRequest, prediction_records};
+use sentio_core::audit::{FeedbackRequest, ForwardedRecords, prediction_records};
 use sentio_core::envelope::{
     ENVELOPE_VERSION, Envelope, EnvelopeSource, check_callback_url, check_id, job_id_from,
 };
@@ -119,7 +121,8 @@ impl HeavyTier {
             | "/v1/analyze-conversation"
             | "/v1/jobs"
             | "/v1/overflow"
-            | "/v1/feedback" => "POST",
+            | "/v1/feedback"
+            | "/v1/audit" => "POST",
             p if p.starts_with("/v1/audit/") => "GET",
             _ => {
                 return Err(ApiError::NotFound {
@@ -159,7 +162,8 @@ impl HeavyTier {
                 .get("content-type")
                 .and_then(|v| v.to_str().ok()),
         )?;
-        let limit = if path == "/v1/jobs" {
+        // Batches (of texts, or of other tiers' records) may be larger than one request.
+        let limit = if path == "/v1/jobs" || path == "/v1/audit" {
             self.config.max_job_body_bytes
         } else {
             self.config.api.max_body_bytes
@@ -181,6 +185,14 @@ impl HeavyTier {
                     .feedback(ctx.tenant.as_deref(), request, now_ms(), random_bytes())
                     .await?;
                 Ok((201, to_json(&record)?))
+            }
+            "/v1/audit" => {
+                let records = ForwardedRecords::parse(&body, ctx.tenant.as_deref())?;
+                self.audit()?.record(&records).await?;
+                Ok((
+                    201,
+                    to_json(&serde_json::json!({"recorded": records.len()}))?,
+                ))
             }
             _ => self.accept_overflow(&body).await,
         }

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use futures::SinkExt as _;
 use http_body_util::BodyExt as _;
+use sentio_core::audit;
 use sentio_core::routing::{self, EscalationOutcome, EscalationReason, EscalationStatus, Route};
 use sentio_core::sentiment_api::{self, ClassifyResponse, LineBuffer, SentimentStream, Tier};
-use sentio_core::{ApiError, EdgeConfig, RequestContext, RoutingConfig};
+use sentio_core::{ApiError, AuditForwarding, EdgeConfig, RequestContext, RoutingConfig};
 use sentio_model::{Classifier, ClassifyOptions, TractPipeline};
 use sentio_redact::Engine;
 use spin_sdk::http::{IntoResponse, Method, Request, StatusCode};
@@ -152,6 +153,17 @@ enum Endpoint {
     Stream,
 }
 
+impl Endpoint {
+    /// As the audit trail names it.
+    fn route(&self) -> &'static str {
+        match self {
+            Endpoint::Classify => "/classify-sentiment",
+            Endpoint::Conversation => "/analyze-conversation",
+            Endpoint::Stream => "/stream-sentiment",
+        }
+    }
+}
+
 fn endpoint(req: &Request) -> Result<Endpoint, ApiError> {
     let path = req.uri().path();
     match path.trim_end_matches('/').rsplit('/').next() {
@@ -226,7 +238,63 @@ async fn serve(req: Request) -> Result<Reply, ApiError> {
     .map_err(|e| ApiError::Internal {
         detail: e.to_string(),
     })?;
+    forward_audit(&config.audit, &ctx, endpoint.route(), &json);
     Ok(json_response(200, json, None))
+}
+
+/// How long a forwarded audit write may take. It runs after the answer has gone out, so this
+/// bounds only how long the instance lives on.
+const AUDIT_FORWARD_LIMIT: Duration = Duration::from_secs(10);
+
+/// Sends the records of the predictions in `answer` to `audit_url` (the heavy tier's
+/// `POST /v1/audit`), when one is configured. The task is spawned, so it runs after the handler
+/// has returned the answer: post-return work, which Spin and `sentio serve` (wasmtime's proxy
+/// handler) let finish before they drop the instance. A failed write is reported on stderr with
+/// its status and a count, never with text.
+fn forward_audit(
+    audit: &AuditForwarding,
+    ctx: &RequestContext,
+    route: &'static str,
+    answer: &[u8],
+) {
+    let Some(url) = audit.url.clone() else {
+        return;
+    };
+    let records = audit::prediction_records(
+        &audit::observe(answer),
+        route,
+        ctx.tenant.as_deref(),
+        unix_ms(),
+    );
+    if records.is_empty() {
+        return;
+    }
+    let count = records.len();
+    let Ok(body) = serde_json::to_vec(&audit::ForwardedRecords { records }) else {
+        return;
+    };
+    let api_key = audit.api_key.clone();
+    let ctx = ctx.clone();
+    spin_sdk::wasip3::spawn(async move {
+        let headers = [
+            ("x-api-key", api_key.as_deref()),
+            ("x-sentio-tenant", ctx.tenant.as_deref()),
+            ("traceparent", ctx.traceparent.as_deref()),
+        ];
+        match post_within(&url, &headers, body, AUDIT_FORWARD_LIMIT).await {
+            Ok((200 | 201, _)) => {}
+            Ok((status, _)) => {
+                eprintln!("audit forwarding: {count} records refused with status {status}")
+            }
+            Err(e) => eprintln!("audit forwarding: {count} records not sent: {e}"),
+        }
+    });
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Hands the texts on when routing says so (see `sentio_core::routing`): to the heavy tier within
@@ -254,8 +322,11 @@ async fn route_onward(
                 &response.metadata,
             );
             let url = format!("{heavy_url}/v1/classify");
-            let key = config.heavy_api_key.as_deref();
-            let answer = post_within(&url, key, traceparent, body, budget * 3 / 4).await;
+            let headers = [
+                ("x-api-key", config.heavy_api_key.as_deref()),
+                ("traceparent", traceparent),
+            ];
+            let answer = post_within(&url, &headers, body, budget * 3 / 4).await;
             let detail = match answer {
                 Ok((200, body)) => {
                     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -302,9 +373,7 @@ async fn defer(response: &mut ClassifyResponse, config: &RoutingConfig, deferral
     let mut random = [0u8; 16];
     let _ = getrandom::fill(&mut random);
     let job_id = sentio_core::envelope::job_id_from(random);
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = unix_ms();
     let envelopes = routing::deferred_envelopes(
         response,
         &job_id,
@@ -320,15 +389,11 @@ async fn defer(response: &mut ClassifyResponse, config: &RoutingConfig, deferral
             let deadline = Instant::now() + remaining;
             for envelope in &envelopes {
                 let left = deadline.saturating_duration_since(Instant::now());
-                match post_within(
-                    url,
-                    config.overflow_api_key.as_deref(),
-                    traceparent,
-                    envelope.to_json(),
-                    left,
-                )
-                .await
-                {
+                let headers = [
+                    ("x-api-key", config.overflow_api_key.as_deref()),
+                    ("traceparent", traceparent),
+                ];
+                match post_within(url, &headers, envelope.to_json(), left).await {
                     Ok((202 | 200, _)) => {}
                     Ok((status, _)) => {
                         failure = Some(format!("overflow queue answered {status}"));
@@ -371,22 +436,21 @@ async fn defer(response: &mut ClassifyResponse, config: &RoutingConfig, deferral
 /// Largest answer read from another tier.
 const MAX_ONWARD_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 
-/// `POST`s JSON to `url` and reads the answer, giving up after `limit`.
+/// `POST`s JSON to `url` and reads the answer, giving up after `limit`. The caller's
+/// `traceparent` goes along, so the other tier's work joins this request's trace.
+/// `headers` without a value are left out.
 async fn post_within(
     url: &str,
-    api_key: Option<&str>,
-    traceparent: Option<&str>,
+    headers: &[(&str, Option<&str>)],
     body: Vec<u8>,
     limit: Duration,
 ) -> Result<(u16, Vec<u8>), String> {
     let exchange = async {
         let mut request = http::Request::post(url).header("content-type", "application/json");
-        if let Some(key) = api_key {
-            request = request.header("x-api-key", key);
-        }
-        // The other tier's work joins this request's trace.
-        if let Some(traceparent) = traceparent {
-            request = request.header("traceparent", traceparent);
+        for (name, value) in headers {
+            if let Some(value) = value {
+                request = request.header(*name, *value);
+            }
         }
         let request = request
             .body(http_body_util::Full::new(bytes::Bytes::from(body)))
@@ -449,13 +513,13 @@ async fn stream(req: Request, config: EdgeConfig, ctx: RequestContext) -> Result
     let (mut tx, body) = spin_sdk::http::body::stream::<Vec<u8>>();
     let mut incoming = req.into_body();
     spin_sdk::wasip3::spawn(async move {
-        let Ok(mut session) = SentimentStream::new(engine, model, &config, ctx) else {
+        let Ok(mut session) = SentimentStream::new(engine, model, &config, ctx.clone()) else {
             return;
         };
         let mut lines = LineBuffer::new(max_line);
-        let encode = |value: &sentiment_api::StreamResult| {
+        let encode = |json: &[u8]| {
             let mut out = if sse { b"data: ".to_vec() } else { Vec::new() };
-            out.extend(serde_json::to_vec(value).unwrap_or_default());
+            out.extend_from_slice(json);
             out.extend_from_slice(if sse { b"\n\n" } else { b"\n" });
             out
         };
@@ -473,11 +537,12 @@ async fn stream(req: Request, config: EdgeConfig, ctx: RequestContext) -> Result
                     Ok(line) => session.line(&line),
                     Err(length) => Some(session.too_long(length, max_line)),
                 };
-                if let Some(result) = result
-                    && tx.send(encode(&result)).await.is_err()
-                {
+                let Some(result) = result else { continue };
+                let json = serde_json::to_vec(&result).unwrap_or_default();
+                if tx.send(encode(&json)).await.is_err() {
                     return; // the client went away
                 }
+                forward_audit(&config.audit, &ctx, Endpoint::Stream.route(), &json);
             }
             if done {
                 return;
