@@ -904,3 +904,78 @@ fn the_lambdas_export_spans_that_continue_the_callers_trace() {
         assert!(!exported.contains(secret), "`{secret}` in a span");
     }
 }
+
+#[test]
+fn a_tenants_deferred_text_stays_that_tenants_prediction_through_the_queue() {
+    // With keys on, a text the edge defers to the nearline tier comes back as the tenant's own
+    // prediction: the envelope, the delivery and the audit record carry the tenant, so the
+    // tenant's key can correct it and another tenant's cannot see it.
+    const ACME: &str = "sk_test_acme_nearline_0001";
+    const GLOBEX: &str = "sk_test_globex_nearline_0002";
+    let dir = temp_dir("tenant-nearline");
+    let access = dir.join("access.toml");
+    let key = |id: &str, secret: &str| {
+        format!(
+            "[[key]]\nid = \"{id}\"\ntenant = \"{id}\"\nsha256 = \"{}\"\nscopes = [\"classify\", \"feedback\", \"audit\"]\n",
+            sentio_ops::access::hash_key(secret)
+        )
+    };
+    std::fs::write(&access, key("acme", ACME) + &key("globex", GLOBEX)).unwrap();
+    let receiver = WebhookReceiver::start(0);
+    let mut env = worker_env(&receiver);
+    env.push(("SENTIO_ACCESS_FILE", access.to_str().unwrap().to_owned()));
+    // Every text is "low confidence", and priority low sends it straight to the queue.
+    let server = start(&["--variable=escalation_confidence_threshold=1"], &env);
+    let call = |path: &str, secret: &str, body: &Value| {
+        let auth = format!("Bearer {secret}");
+        server.request(
+            "POST",
+            path,
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &auth),
+            ],
+            body.to_string().as_bytes(),
+        )
+    };
+    let classify = json!({"text": ANGRY, "metadata": {"priority": "low", "channel": "chat"}});
+    let answer = call("/classify-sentiment", ACME, &classify).json();
+    assert_eq!(answer["escalation"]["status"], "deferred", "{answer}");
+    let item = answer["escalation"]["item_ids"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_delivered(
+        &receiver,
+        std::slice::from_ref(&item),
+        Duration::from_secs(60),
+    );
+    let delivered = &receiver.by_id()[&item].body;
+    assert_eq!(delivered["tenant"], "acme", "{delivered}");
+
+    let correction =
+        json!({"prediction_id": item, "corrected_label": "neutral", "reviewer": "agent-7"});
+    let other = call("/feedback", GLOBEX, &correction);
+    assert_eq!(
+        other.status, 422,
+        "another tenant corrected acme's prediction"
+    );
+    let own = call("/feedback", ACME, &correction);
+    assert_eq!(own.status, 201, "{}", String::from_utf8_lossy(&own.body));
+    let audit = server.request(
+        "GET",
+        &format!("/audit/{item}"),
+        &[("authorization", &format!("Bearer {ACME}"))],
+        b"",
+    );
+    let entry = audit.json();
+    assert_eq!(
+        (
+            entry["tenant"].as_str(),
+            entry["tier"].as_str(),
+            entry["feedback"][0]["corrected_label"].as_str()
+        ),
+        (Some("acme"), Some("nearline"), Some("neutral")),
+        "{entry}"
+    );
+}

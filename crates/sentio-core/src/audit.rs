@@ -162,7 +162,7 @@ pub fn scored_item_record(item: &crate::envelope::ScoredItem, at_ms: u64) -> Pre
         prediction_id: item.item_id.clone(),
         request_id: Some(item.job_id.clone()),
         at_ms,
-        tenant: None,
+        tenant: item.tenant.clone(),
         route: "queue".into(),
         tier: serde_json::to_value(item.tier)
             .ok()

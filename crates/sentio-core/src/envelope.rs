@@ -55,6 +55,10 @@ pub struct Envelope {
     /// W3C `traceparent` of the request that queued it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The tenant that queued it (the gateway's `x-sentio-tenant`): its audit record and the
+    /// delivery carry it, so the tenant's own key can correct the prediction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 impl Envelope {
@@ -86,6 +90,9 @@ impl Envelope {
         }
         if let Some(url) = &self.callback_url {
             check_callback_url("callback_url", url)?;
+        }
+        if let Some(tenant) = &self.tenant {
+            check_id("tenant", tenant)?;
         }
         self.metadata.check("metadata")
     }
@@ -175,6 +182,9 @@ pub struct ScoredItem {
     pub model: ModelInfo,
     pub result: TextSentiment,
     pub metadata: Metadata,
+    /// The envelope's tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 #[cfg(test)]
@@ -193,6 +203,7 @@ mod tests {
             callback_url: Some("http://127.0.0.1:9/hook".into()),
             enqueued_at_ms: 1,
             traceparent: None,
+            tenant: Some("acme".into()),
         }
     }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{ENVELOPE_VERSION, Envelope, EnvelopeSource};
 use crate::sentiment_api::{ClassifyResponse, TextSentiment, Tier};
-use crate::{Metadata, Priority, RoutingConfig};
+use crate::{Metadata, Priority, RequestContext, RoutingConfig};
 use sentio_model::{Label, ModelInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,7 +185,7 @@ pub fn deferred_envelopes(
     sentences: bool,
     callback_url: Option<&str>,
     now_ms: u64,
-    traceparent: Option<&str>,
+    ctx: &RequestContext,
 ) -> Vec<Envelope> {
     response
         .output
@@ -202,7 +202,8 @@ pub fn deferred_envelopes(
             sentences,
             callback_url: callback_url.map(str::to_owned),
             enqueued_at_ms: now_ms,
-            traceparent: traceparent.map(str::to_owned),
+            traceparent: ctx.traceparent.clone(),
+            tenant: ctx.tenant.clone(),
         })
         .collect()
 }
@@ -348,9 +349,14 @@ mod tests {
             true,
             Some("http://cb/"),
             7,
-            Some(parent),
+            &RequestContext {
+                request_id: "req_1".into(),
+                tenant: Some("acme".into()),
+                traceparent: Some(parent.into()),
+            },
         );
         assert_eq!(envelopes[0].traceparent.as_deref(), Some(parent));
+        assert_eq!(envelopes[0].tenant.as_deref(), Some("acme"));
         assert_eq!(envelopes.len(), 1);
         assert_eq!(envelopes[0].item_id, "job_x:0");
         assert_eq!(envelopes[0].redacted_text, "hi <EMAIL_ADDRESS>");

@@ -177,7 +177,7 @@ impl HeavyTier {
                 self.answer(ctx, &path, body, sentiment_api::analyze_conversation)
                     .await
             }
-            "/v1/jobs" => self.submit_job(&body, ctx.traceparent).await,
+            "/v1/jobs" => self.submit_job(&body, ctx).await,
             "/v1/feedback" => {
                 let request: FeedbackRequest = sentio_core::http::parse_json(&body)?;
                 let record = self
@@ -266,7 +266,7 @@ impl HeavyTier {
     async fn submit_job(
         self: Arc<Self>,
         body: &[u8],
-        traceparent: Option<String>,
+        ctx: RequestContext,
     ) -> Result<(u16, Vec<u8>), ApiError> {
         let request: JobRequest = sentio_core::http::parse_json(body)?;
         if request.items.is_empty() {
@@ -345,7 +345,8 @@ impl HeavyTier {
                 sentences: request.sentences,
                 callback_url: request.callback_url.clone(),
                 enqueued_at_ms: now,
-                traceparent: traceparent.clone(),
+                traceparent: ctx.traceparent.clone(),
+                tenant: ctx.tenant.clone(),
             };
             envelope.check().map_err(|e| match e {
                 ApiError::InvalidField { field, message } => ApiError::invalid(

@@ -437,6 +437,7 @@ impl Worker {
                         model: this.classifier.model().clone(),
                         result,
                         metadata: e.metadata.clone(),
+                        tenant: e.tenant.clone(),
                     };
                     bodies[i] = serde_json::to_string(&item).map_err(|e| e.to_string())?;
                 }

@@ -222,7 +222,7 @@ async fn serve(req: Request) -> Result<Reply, ApiError> {
         Endpoint::Classify => {
             let mut response =
                 sentiment_api::classify(&engine, model, &config, &body, Tier::Edge, &ctx)?;
-            route_onward(&mut response, &config.routing, ctx.traceparent.as_deref()).await;
+            route_onward(&mut response, &config.routing, &ctx).await;
             serde_json::to_vec(&response)
         }
         Endpoint::Conversation => serde_json::to_vec(&sentiment_api::analyze_conversation(
@@ -303,7 +303,7 @@ fn unix_ms() -> u64 {
 async fn route_onward(
     response: &mut ClassifyResponse,
     config: &RoutingConfig,
-    traceparent: Option<&str>,
+    ctx: &RequestContext,
 ) {
     let started = Instant::now();
     let budget = Duration::from_millis(config.budget_ms);
@@ -324,7 +324,7 @@ async fn route_onward(
             let url = format!("{heavy_url}/v1/classify");
             let headers = [
                 ("x-api-key", config.heavy_api_key.as_deref()),
-                ("traceparent", traceparent),
+                ("traceparent", ctx.traceparent.as_deref()),
             ];
             let answer = post_within(&url, &headers, body, budget * 3 / 4).await;
             let detail = match answer {
@@ -347,7 +347,7 @@ async fn route_onward(
         detail,
         started,
         remaining,
-        traceparent,
+        ctx,
     };
     defer(response, config, deferral).await;
 }
@@ -358,7 +358,7 @@ struct Deferral<'a> {
     detail: Option<String>,
     started: Instant,
     remaining: Duration,
-    traceparent: Option<&'a str>,
+    ctx: &'a RequestContext,
 }
 
 /// Queues every text of `response` for re-scoring, one envelope per `POST` to `overflow_url`.
@@ -368,7 +368,7 @@ async fn defer(response: &mut ClassifyResponse, config: &RoutingConfig, deferral
         detail,
         started,
         remaining,
-        traceparent,
+        ctx,
     } = deferral;
     let mut random = [0u8; 16];
     let _ = getrandom::fill(&mut random);
@@ -380,7 +380,7 @@ async fn defer(response: &mut ClassifyResponse, config: &RoutingConfig, deferral
         response.sentences,
         config.deferred_callback_url.as_deref(),
         now_ms,
-        traceparent,
+        ctx,
     );
     let mut failure = None;
     match config.overflow_url.as_deref() {
@@ -391,7 +391,7 @@ async fn defer(response: &mut ClassifyResponse, config: &RoutingConfig, deferral
                 let left = deadline.saturating_duration_since(Instant::now());
                 let headers = [
                     ("x-api-key", config.overflow_api_key.as_deref()),
-                    ("traceparent", traceparent),
+                    ("traceparent", ctx.traceparent.as_deref()),
                 ];
                 match post_within(url, &headers, envelope.to_json(), left).await {
                     Ok((202 | 200, _)) => {}
