@@ -613,3 +613,46 @@ fn traces_cross_the_tiers_without_pii() {
         assert!(!exported.contains(value), "`{value}` leaked into a span");
     }
 }
+
+#[test]
+fn traces_export_over_otlp_grpc() {
+    // OTEL_EXPORTER_OTLP_PROTOCOL=grpc: the spans reach a real gRPC collector (grpcio serving
+    // OpenTelemetry's TraceService), continuing the caller's trace.
+    let (_collector, address, received) = common::otlp_grpc_receiver();
+    let endpoint = format!("http://{address}");
+    let server = Server::start_with(
+        &["--variable", "heavy_url=", "--variable", "overflow_url="],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_SERVICE_NAME", "sentio-grpc"),
+        ],
+    );
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let parent = format!("00-{trace}-{caller_span}-01");
+    let r = server.request(
+        "POST",
+        "/classify-sentiment",
+        &[
+            ("content-type", "application/json"),
+            ("traceparent", parent.as_str()),
+        ],
+        format!(r#"{{"text": "mail {} about my refund"}}"#, PII[0]).as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    let arrived = common::eventually(std::time::Duration::from_secs(20), || {
+        !spans_of_trace(&received, trace).is_empty()
+    });
+    assert!(
+        arrived,
+        "no span reached the gRPC collector\n{}",
+        server.logs()
+    );
+    let spans = spans_of_trace(&received, trace);
+    let edge = span_named(&spans, "POST /classify-sentiment");
+    assert_eq!(edge["parentSpanId"], caller_span);
+    let exported = serde_json::to_string(&*received.lock().unwrap()).unwrap();
+    assert!(exported.contains("sentio-grpc"));
+    assert!(!exported.contains(PII[0]), "PII leaked into a span");
+}

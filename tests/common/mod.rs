@@ -341,14 +341,59 @@ fn run_python(script: &str, stdin: &[u8]) -> std::process::Output {
 /// An `ExportTraceServiceRequest` in protobuf, decoded by `tests/otlp_decode.py` and put in the
 /// OTLP JSON shape.
 fn decode_otlp_protobuf(body: &[u8]) -> serde_json::Value {
-    use serde_json::json;
     let out = run_python("tests/otlp_decode.py", body);
     assert!(
         out.status.success(),
         "python3 could not decode an OTLP protobuf body (run under scripts/lib.sh ensure_tools): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let decoded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    otlp_json(&serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// An OTLP/gRPC collector (`tests/otlp_grpc_receiver.py`: grpcio serving the official
+/// `TraceService`) on 127.0.0.1: the process (killed on drop), its address, and the requests it
+/// received in the OTLP JSON shape of [`otlp_receiver`]'s, `contentType` `application/grpc`.
+pub fn otlp_grpc_receiver() -> (KillOnDrop, String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let mut child = Command::new("python3")
+        .arg(workspace_root().join("tests/otlp_grpc_receiver.py"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = lines
+        .next()
+        .and_then(Result::ok)
+        .expect("the gRPC receiver prints its port (run under scripts/lib.sh ensure_tools)");
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = received.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut body = otlp_json(&serde_json::from_str(&line).unwrap());
+            body["contentType"] = serde_json::json!("application/grpc");
+            sink.lock().unwrap().push(body);
+        }
+    });
+    (
+        KillOnDrop(child),
+        format!("127.0.0.1:{}", port.trim()),
+        received,
+    )
+}
+
+/// A helper process that must not outlive its test.
+pub struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `tests/otlp_decode.py`'s summary of a request, in the OTLP JSON shape.
+fn otlp_json(decoded: &serde_json::Value) -> serde_json::Value {
+    use serde_json::json;
     let attributes = |map: &serde_json::Value| -> Vec<serde_json::Value> {
         map.as_object()
             .map(|m| {

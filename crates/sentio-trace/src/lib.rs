@@ -4,13 +4,13 @@
 //! onto webhooks); the heavy Lambda makes one per invocation; the worker one consumer span per
 //! queued item, a child of the context its envelope carries.
 //!
-//! Configured by the standard variables: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (a full URL) or
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` is appended), `OTEL_EXPORTER_OTLP_HEADERS`
-//! (`k=v,k2=v2`), `OTEL_SERVICE_NAME` (default `sentio`), `OTEL_TRACES_EXPORTER` (`none` turns
-//! export off), `OTEL_EXPORTER_OTLP_PROTOCOL` / `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`
-//! (`http/protobuf`, the OpenTelemetry default, or `http/json`; `grpc` is refused at start with
-//! that message). Span attributes are route, status, tier, model and the
-//! request id: never text, keys or customer ids.
+//! Configured by the standard variables: `OTEL_EXPORTER_OTLP_PROTOCOL` /
+//! `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` (`http/protobuf`, the OpenTelemetry default, `http/json`
+//! or `grpc`), `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (a full URL; for gRPC the collector's
+//! address) or `OTEL_EXPORTER_OTLP_ENDPOINT` (over HTTP `/v1/traces` is appended),
+//! `OTEL_EXPORTER_OTLP_HEADERS` (`k=v,k2=v2`), `OTEL_SERVICE_NAME` (default `sentio`),
+//! `OTEL_TRACES_EXPORTER` (`none` turns export off). Span attributes are route, status, tier,
+//! model and the request id: never text, keys or customer ids.
 
 mod protobuf;
 
@@ -109,11 +109,17 @@ pub enum OtlpProtocol {
     HttpProtobuf,
     /// `application/json`.
     HttpJson,
+    /// OTLP/gRPC: the `TraceService/Export` call over HTTP/2 (cleartext with prior knowledge for
+    /// `http://`, ALPN for `https://`), one length-prefixed protobuf message.
+    Grpc,
 }
+
+/// The gRPC method that takes spans.
+const GRPC_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtlpSettings {
-    /// The full traces URL.
+    /// The full traces URL (for gRPC, the export method's).
     pub url: String,
     pub protocol: OtlpProtocol,
     pub headers: Vec<(String, String)>,
@@ -127,14 +133,6 @@ impl OtlpSettings {
         if get("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim() == "none") {
             return Ok(None);
         }
-        let url = match (
-            get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-            get("OTEL_EXPORTER_OTLP_ENDPOINT"),
-        ) {
-            (Some(url), _) => url,
-            (None, Some(base)) => format!("{}/v1/traces", base.trim_end_matches('/')),
-            (None, None) => return Ok(None),
-        };
         let protocol = match get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
             .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
             .as_deref()
@@ -142,12 +140,30 @@ impl OtlpSettings {
         {
             None | Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
             Some("http/json") => OtlpProtocol::HttpJson,
+            Some("grpc") => OtlpProtocol::Grpc,
             Some(other) => {
                 return Err(format!(
-                    "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported: sentio exports \
-                     http/protobuf or http/json"
+                    "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported: use http/protobuf, \
+                     http/json or grpc"
                 ));
             }
+        };
+        let url = match (
+            protocol,
+            get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            // A gRPC endpoint is the collector's address; the method names the path.
+            (OtlpProtocol::Grpc, Some(endpoint), _)
+            | (OtlpProtocol::Grpc, None, Some(endpoint)) => {
+                format!(
+                    "{}{GRPC_EXPORT_PATH}",
+                    endpoint.trim().trim_end_matches('/')
+                )
+            }
+            (_, Some(url), _) => url,
+            (_, None, Some(base)) => format!("{}/v1/traces", base.trim_end_matches('/')),
+            (_, None, None) => return Ok(None),
         };
         let headers = get("OTEL_EXPORTER_OTLP_HEADERS")
             .map(|h| {
@@ -221,6 +237,7 @@ async fn send(client: &reqwest::Client, settings: &OtlpSettings, batch: &[Span])
                 .to_string()
                 .into_bytes(),
         ),
+        OtlpProtocol::Grpc => return send_grpc(client, settings, batch).await,
     };
     let mut request = client
         .post(&settings.url)
@@ -241,12 +258,66 @@ async fn send(client: &reqwest::Client, settings: &OtlpSettings, batch: &[Span])
     }
 }
 
+/// One unary gRPC call: the message framed as gRPC asks (a zero compression flag and a 4-byte
+/// big-endian length), `te: trailers`, and success only when `grpc-status` is 0 (in the trailers,
+/// or in the headers of a trailers-only answer).
+async fn send_grpc(client: &reqwest::Client, settings: &OtlpSettings, batch: &[Span]) {
+    let message = protobuf::export_request(&settings.service_name, batch);
+    let mut framed = Vec::with_capacity(5 + message.len());
+    framed.push(0);
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&message);
+    let mut request = client
+        .post(&settings.url)
+        .timeout(Duration::from_secs(10))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(framed);
+    for (k, v) in &settings.headers {
+        request = request.header(k, v);
+    }
+    let outcome = async {
+        let response: http::Response<reqwest::Body> = request.send().await?.into();
+        let (parts, body) = response.into_parts();
+        let collected = http_body_util::BodyExt::collect(body).await?;
+        Ok::<_, reqwest::Error>((parts, collected.trailers().cloned()))
+    };
+    match outcome.await {
+        Ok((parts, trailers)) => {
+            let grpc_status = |headers: &http::HeaderMap| {
+                headers
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let status = trailers
+                .as_ref()
+                .and_then(grpc_status)
+                .or_else(|| grpc_status(&parts.headers));
+            if parts.status != http::StatusCode::OK || status.as_deref() != Some("0") {
+                tracing::warn!(
+                    http_status = parts.status.as_u16(),
+                    grpc_status = status.as_deref().unwrap_or("none"),
+                    spans = batch.len(),
+                    "OTLP collector refused spans"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, spans = batch.len(), "OTLP export failed"),
+    }
+}
+
 impl SpanExporter {
     /// Starts the export task on the current tokio runtime.
     pub fn start(settings: OtlpSettings) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(4096);
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = if settings.protocol == OtlpProtocol::Grpc {
+                reqwest::Client::builder().http2_prior_knowledge().build()
+            } else {
+                reqwest::Client::builder().build()
+            }
+            .unwrap_or_default();
             let mut batch = Vec::new();
             loop {
                 let next = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
@@ -281,7 +352,7 @@ impl SpanExporter {
     /// export is off.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
         Ok(OtlpSettings::from_lookup(get)?.map(|settings| {
-            tracing::info!(url = %settings.url, protocol = ?settings.protocol, "exporting spans (OTLP/HTTP)");
+            tracing::info!(url = %settings.url, protocol = ?settings.protocol, "exporting spans (OTLP)");
             Self::start(settings)
         }))
     }
@@ -352,10 +423,22 @@ mod tests {
         ]));
         assert_eq!(off, Ok(None));
         let grpc = OtlpSettings::from_lookup(env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317/"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ]));
-        assert!(grpc.unwrap_err().contains("http/protobuf or http/json"));
+        assert_eq!(
+            grpc.unwrap().unwrap().url,
+            "http://127.0.0.1:4317/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
+        let thrift = OtlpSettings::from_lookup(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://x"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift"),
+        ]));
+        assert!(
+            thrift
+                .unwrap_err()
+                .contains("http/protobuf, http/json or grpc")
+        );
         let json = OtlpSettings::from_lookup(env(&[
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://x/v1/traces"),
             ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
