@@ -763,7 +763,7 @@ fn the_lambdas_keep_the_audit_trail_and_feedback_in_s3_and_export_it() {
         (json!({"records": []}), "records"),
         (
             json!({"records": [record.clone(), {"prediction_id": "x"}]}),
-            "records[1]",
+            "records[1].at_ms",
         ),
     ] {
         let (status, error) = call_heavy(&heavy, "POST", "/v1/audit", &body.to_string());

@@ -46,12 +46,17 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             let inner = e.into_inner();
             return Err(match inner.classify() {
                 serde_json::error::Category::Data => {
-                    let field = if path == "." {
-                        unknown_field_name(&inner.to_string()).unwrap_or_else(|| "body".into())
-                    } else {
-                        path
+                    let message = inner.to_string();
+                    let named = quoted_field_name(&message);
+                    let field = match (path.as_str(), named) {
+                        (".", named) => named.unwrap_or_else(|| "body".into()),
+                        // A missing field is reported at its object: name the field itself.
+                        (_, Some(name)) if message.starts_with("missing field") => {
+                            format!("{path}.{name}")
+                        }
+                        _ => path,
                     };
-                    ApiError::invalid(field, strip_position(&inner.to_string()))
+                    ApiError::invalid(field, strip_position(&message))
                 }
                 _ => ApiError::MalformedJson {
                     detail: inner.to_string(),
@@ -65,9 +70,9 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// serde reports an unknown or missing top-level field at path "."; pull its name out of the
-/// message (`unknown field `txt`, expected ...`).
-fn unknown_field_name(message: &str) -> Option<String> {
+/// serde reports an unknown or missing top-level field at path ".", and a missing field at its
+/// object's path; pull the field's name out of the message (`unknown field `txt`, expected ...`).
+fn quoted_field_name(message: &str) -> Option<String> {
     let start = message.find('`')? + 1;
     let len = message[start..].find('`')?;
     Some(message[start..start + len].to_owned())
@@ -118,6 +123,12 @@ mod tests {
         );
         assert_eq!(err(br#"{"txt": "a"}"#).field(), Some("txt"));
         assert_eq!(err(br#"{}"#).field(), Some("text"));
+        assert_eq!(
+            parse_json::<Vec<Req>>(br#"[{"text": "a"}, {"n": 1}]"#)
+                .unwrap_err()
+                .field(),
+            Some("[1].text")
+        );
         assert_eq!(err(br#"{"text": "a"} trailing"#).status(), 400);
         assert_eq!(err(br#"[1]"#).status(), 422);
     }
