@@ -553,6 +553,20 @@ fn open_mode_admits_and_keeps_cors_same_origin() {
     );
 }
 
+/// `POST /classify-sentiment` as a caller whose span `caller_span` of `trace` made the request.
+fn classify_in_trace(server: &Server, trace: &str, caller_span: &str, body: &str) -> Response {
+    let parent = format!("00-{trace}-{caller_span}-01");
+    server.request(
+        "POST",
+        "/classify-sentiment",
+        &[
+            ("content-type", "application/json"),
+            ("traceparent", parent.as_str()),
+        ],
+        body.as_bytes(),
+    )
+}
+
 #[test]
 fn traces_cross_the_tiers_without_pii() {
     let (collector, received) = otlp_receiver();
@@ -567,16 +581,14 @@ fn traces_cross_the_tiers_without_pii() {
     // The caller's trace; priority high escalates to the heavy tier within the same trace.
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
-    let parent = format!("00-{trace}-{caller_span}-01");
-    let r = server.request(
-        "POST",
-        "/classify-sentiment",
-        &[("content-type", "application/json"), ("traceparent", parent.as_str())],
-        format!(
+    let r = classify_in_trace(
+        &server,
+        trace,
+        caller_span,
+        &format!(
             r#"{{"text": "Maria Gonzalez here, mail {} about my refund", "metadata": {{"priority": "high"}}}}"#,
             PII[0]
-        )
-        .as_bytes(),
+        ),
     );
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["tier"], "heavy", "{}", r.json());
@@ -630,15 +642,11 @@ fn traces_export_over_otlp_grpc() {
     );
     let trace = "0af7651916cd43dd8448eb211c80319c";
     let caller_span = "b7ad6b7169203331";
-    let parent = format!("00-{trace}-{caller_span}-01");
-    let r = server.request(
-        "POST",
-        "/classify-sentiment",
-        &[
-            ("content-type", "application/json"),
-            ("traceparent", parent.as_str()),
-        ],
-        format!(r#"{{"text": "mail {} about my refund"}}"#, PII[0]).as_bytes(),
+    let r = classify_in_trace(
+        &server,
+        trace,
+        caller_span,
+        &format!(r#"{{"text": "mail {} about my refund"}}"#, PII[0]),
     );
     assert_eq!(r.status, 200);
     let arrived = common::eventually(std::time::Duration::from_secs(20), || {
