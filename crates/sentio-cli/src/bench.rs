@@ -355,14 +355,29 @@ pub fn run(component_path: &Path, seconds: u64) -> Result<()> {
     Ok(())
 }
 
-/// Runs a benchmark script of `models/scripts/` under the benchmark Python (SENTIO_BENCH_PYTHON,
-/// or models/.work/venv) with `input` on stdin; its stdout, or `None` when there is no such Python.
+/// Which Python runs a baseline: the benchmark environment (onnxruntime, tokenizers) or one with
+/// PyTorch and `transformers` (the models' build environment, several GB).
+#[derive(Clone, Copy)]
+pub enum BenchPython {
+    /// `SENTIO_BENCH_PYTHON`, or models/.work/venv.
+    Baselines,
+    /// `SENTIO_BENCH_TORCH_PYTHON`, or models/.work/venv.
+    Torch,
+}
+
+/// Runs a benchmark script of `models/scripts/` under `python` with `input` on stdin; its
+/// stdout, or `None` when there is no such Python.
 pub fn run_bench_python(
+    python: BenchPython,
     script: &str,
     args: &[&std::ffi::OsStr],
     input: &[u8],
 ) -> Result<Option<Vec<u8>>> {
-    let python = std::env::var_os("SENTIO_BENCH_PYTHON")
+    let variable = match python {
+        BenchPython::Baselines => "SENTIO_BENCH_PYTHON",
+        BenchPython::Torch => "SENTIO_BENCH_TORCH_PYTHON",
+    };
+    let python = std::env::var_os(variable)
         .map(PathBuf::from)
         .or_else(|| Some(PathBuf::from("models/.work/venv/bin/python")).filter(|p| p.exists()));
     let Some(python) = python else {

@@ -77,6 +77,7 @@ fn text_of_length(tokenizer: &WordPiece, tokens: usize) -> Result<String> {
 fn onnxruntime_python(model: &Path, inputs: &[Vec<u32>], seconds: u64) -> Result<Option<Vec<f64>>> {
     let seconds = seconds.to_string();
     let Some(out) = crate::bench::run_bench_python(
+        crate::bench::BenchPython::Baselines,
         "models/scripts/bench_ort.py",
         &[model.as_os_str(), seconds.as_ref()],
         &serde_json::to_vec(inputs)?,

@@ -16,7 +16,7 @@ use sentio_heavy::{HeavyConfig, HeavyTier, TeacherEngine};
 
 const BATCHES: [usize; 3] = [1, 8, 32];
 
-/// One line of `models/scripts/bench_ort_batch.py`'s answer.
+/// One line of `models/scripts/bench_ort_batch.py`'s (or `bench_transformers_batch.py`'s) answer.
 #[derive(serde::Deserialize)]
 struct PythonRow {
     batch: usize,
@@ -99,6 +99,7 @@ pub fn run(seconds: u64) -> Result<()> {
         let request = serde_json::json!({"texts": corpus, "batches": BATCHES, "max_tokens": 128});
         let seconds = seconds.to_string();
         let python = crate::bench::run_bench_python(
+            crate::bench::BenchPython::Baselines,
             "models/scripts/bench_ort_batch.py",
             &[
                 "models/sentiment-teacher/model.onnx".as_ref(),
@@ -107,24 +108,44 @@ pub fn run(seconds: u64) -> Result<()> {
             ],
             &serde_json::to_vec(&request)?,
         )?;
-        match python {
-            Some(out) => {
-                let rows: Vec<PythonRow> =
-                    serde_json::from_slice(&out).context("bench_ort_batch.py output")?;
-                for (i, row) in rows.iter().enumerate() {
-                    println!(
-                        "| onnxruntime (Python, model only) |  | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2}× |",
-                        row.batch,
-                        row.p50_ms,
-                        row.p95_ms,
-                        row.p99_ms,
-                        row.texts_per_s,
-                        row.texts_per_s / tract_rate[i]
-                    );
-                }
+        let print_rows = |label: &str, out: Option<Vec<u8>>, unset: &str| -> Result<()> {
+            let Some(out) = out else {
+                println!("\n({label} not measured: set {unset})");
+                return Ok(());
+            };
+            let rows: Vec<PythonRow> =
+                serde_json::from_slice(&out).with_context(|| format!("{label} output"))?;
+            for (i, row) in rows.iter().enumerate() {
+                println!(
+                    "| {label} |  | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2}× |",
+                    row.batch,
+                    row.p50_ms,
+                    row.p95_ms,
+                    row.p99_ms,
+                    row.texts_per_s,
+                    row.texts_per_s / tract_rate[i]
+                );
             }
-            None => println!("\n(onnxruntime from Python not measured: set SENTIO_BENCH_PYTHON)"),
-        }
+            Ok(())
+        };
+        print_rows(
+            "onnxruntime (Python, model only)",
+            python,
+            "SENTIO_BENCH_PYTHON",
+        )?;
+        // The same texts through a Hugging Face pipeline on PyTorch (the teacher's architecture;
+        // see the script for why not its weights).
+        let transformers = crate::bench::run_bench_python(
+            crate::bench::BenchPython::Torch,
+            "models/scripts/bench_transformers_batch.py",
+            &[seconds.as_ref()],
+            &serde_json::to_vec(&request)?,
+        )?;
+        print_rows(
+            "transformers pipeline (Python, PyTorch fp32, teacher's architecture)",
+            transformers,
+            "SENTIO_BENCH_TORCH_PYTHON",
+        )?;
         Ok(())
     })
 }

@@ -224,7 +224,9 @@ enum BenchTarget {
         seconds: u64,
     },
     /// The heavy tier (teacher model) as its Lambda runs it: cold start, then latency and
-    /// throughput of `/v1/classify` for batches of 1, 8 and 32 chat messages.
+    /// throughput of `/v1/classify` for batches of 1, 8 and 32 chat messages; the same texts
+    /// through onnxruntime from Python (SENTIO_BENCH_PYTHON) and a Hugging Face `transformers`
+    /// pipeline on PyTorch (SENTIO_BENCH_TORCH_PYTHON; both default to models/.work/venv).
     Heavy {
         /// Minimum seconds per batch size.
         #[arg(long, default_value_t = 3)]
