@@ -7,8 +7,9 @@
 
 use std::sync::OnceLock;
 
+use sentio_core::audit::{ForwardedRecords, MAX_FORWARDED_RECORDS};
 use sentio_core::context::RequestContext;
-use sentio_core::envelope::{Envelope, check_callback_url};
+use sentio_core::envelope::{Envelope, check_callback_url, check_id};
 use sentio_core::sentiment_api::{self, LineBuffer, SentimentStream};
 use sentio_core::{ApiError, EdgeConfig, Tier, redact_api};
 use sentio_model::{
@@ -249,6 +250,29 @@ pub fn queue_envelope(data: &[u8]) {
                 );
                 check_callback_url("callback_url", url).expect("checked once, checked again");
             }
+        }
+        Err(error) => check_rejection(&error),
+    }
+}
+
+/// Arbitrary bytes as a `POST /v1/audit` body (other tiers' prediction records): checked records
+/// that all carry the request's tenant and round-trip, or a typed 4xx.
+pub fn audit_records(data: &[u8]) {
+    match ForwardedRecords::parse(data, Some("tenant-fuzz")) {
+        Ok(records) => {
+            assert!(!records.is_empty() && records.len() <= MAX_FORWARDED_RECORDS);
+            for record in &records {
+                assert_eq!(record.tenant.as_deref(), Some("tenant-fuzz"));
+                check_id("prediction_id", &record.prediction_id)
+                    .expect("checked once, checked again");
+            }
+            let body = serde_json::to_vec(&ForwardedRecords {
+                records: records.clone(),
+            })
+            .expect("records serialize");
+            let again = ForwardedRecords::parse(&body, Some("tenant-fuzz"))
+                .expect("written records read back");
+            assert_eq!(again, records);
         }
         Err(error) => check_rejection(&error),
     }

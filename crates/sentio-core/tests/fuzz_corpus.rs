@@ -58,3 +58,8 @@ fn sentiment_requests_corpus() {
 fn queue_envelope_corpus() {
     replay("queue_envelope", harness::queue_envelope);
 }
+
+#[test]
+fn audit_records_corpus() {
+    replay("audit_records", harness::audit_records);
+}
