@@ -11,11 +11,12 @@ Python counterpart of the heavy tier's model path (no redaction, no JSON). Print
 
 import json
 import sys
-import time
 
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
+
+from bench_timing import time_batches
 
 
 def main() -> int:
@@ -42,23 +43,7 @@ def main() -> int:
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)
 
-    results = []
-    for n in request["batches"]:
-        batch = [texts[i % len(texts)] for i in range(n)]
-        for _ in range(3):
-            classify(batch)
-        samples, start = [], time.perf_counter()
-        while time.perf_counter() - start < seconds or len(samples) < 10:
-            t = time.perf_counter()
-            classify(batch)
-            samples.append((time.perf_counter() - t) * 1e3)
-        results.append({
-            "batch": n,
-            "p50_ms": float(np.percentile(samples, 50)),
-            "p95_ms": float(np.percentile(samples, 95)),
-            "p99_ms": float(np.percentile(samples, 99)),
-            "texts_per_s": n * 1e3 / float(np.mean(samples)),
-        })
+    results = time_batches(classify, texts, request["batches"], seconds)
     json.dump(results, sys.stdout)
     return 0
 

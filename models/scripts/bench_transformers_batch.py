@@ -15,14 +15,14 @@ truncation at max_tokens, all three scores. Prints the same JSON list as bench_o
 import json
 import sys
 import sysconfig
-import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import AutoTokenizer, BertForSequenceClassification, pipeline
 from transformers.utils import logging
+
+from bench_timing import time_batches
 
 
 def main() -> int:
@@ -39,25 +39,10 @@ def main() -> int:
     max_tokens = request.get("max_tokens", 128)
     texts = request["texts"]
 
-    results = []
-    for n in request["batches"]:
-        batch = [texts[i % len(texts)] for i in range(n)]
-        run = lambda: classify(batch, batch_size=n, truncation=True, max_length=max_tokens)  # noqa: E731
-        with torch.inference_mode():
-            for _ in range(3):
-                run()
-            samples, start = [], time.perf_counter()
-            while time.perf_counter() - start < seconds or len(samples) < 10:
-                t = time.perf_counter()
-                run()
-                samples.append((time.perf_counter() - t) * 1e3)
-        results.append({
-            "batch": n,
-            "p50_ms": float(np.percentile(samples, 50)),
-            "p95_ms": float(np.percentile(samples, 95)),
-            "p99_ms": float(np.percentile(samples, 99)),
-            "texts_per_s": n * 1e3 / float(np.mean(samples)),
-        })
+    with torch.inference_mode():
+        results = time_batches(
+            lambda batch: classify(batch, batch_size=len(batch), truncation=True, max_length=max_tokens),
+            texts, request["batches"], seconds)
     json.dump(results, sys.stdout)
     return 0
 
