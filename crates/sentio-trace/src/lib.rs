@@ -237,20 +237,34 @@ async fn send(client: &reqwest::Client, settings: &OtlpSettings, batch: &[Span])
                 .to_string()
                 .into_bytes(),
         ),
-        OtlpProtocol::Grpc => return send_grpc(client, settings, batch).await,
+        OtlpProtocol::Grpc => (
+            "application/grpc",
+            grpc_frame(&protobuf::export_request(&settings.service_name, batch)),
+        ),
     };
     let mut request = client
         .post(&settings.url)
         .timeout(Duration::from_secs(10))
         .header("content-type", content_type)
         .body(body);
+    if settings.protocol == OtlpProtocol::Grpc {
+        request = request.header("te", "trailers");
+    }
     for (k, v) in &settings.headers {
         request = request.header(k, v);
     }
-    match request.send().await {
-        Ok(r) if r.status().is_success() => {}
-        Ok(r) => tracing::warn!(
-            status = r.status().as_u16(),
+    let refusal = async {
+        let response = request.send().await?;
+        Ok::<_, reqwest::Error>(match settings.protocol {
+            OtlpProtocol::Grpc => grpc_refusal(response).await?,
+            _ if response.status().is_success() => None,
+            _ => Some(format!("HTTP {}", response.status().as_u16())),
+        })
+    };
+    match refusal.await {
+        Ok(None) => {}
+        Ok(Some(status)) => tracing::warn!(
+            %status,
             spans = batch.len(),
             "OTLP collector refused spans"
         ),
@@ -258,53 +272,42 @@ async fn send(client: &reqwest::Client, settings: &OtlpSettings, batch: &[Span])
     }
 }
 
-/// One unary gRPC call: the message framed as gRPC asks (a zero compression flag and a 4-byte
-/// big-endian length), `te: trailers`, and success only when `grpc-status` is 0 (in the trailers,
-/// or in the headers of a trailers-only answer).
-async fn send_grpc(client: &reqwest::Client, settings: &OtlpSettings, batch: &[Span]) {
-    let message = protobuf::export_request(&settings.service_name, batch);
+/// One gRPC message: a zero compression flag, a 4-byte big-endian length, the message.
+fn grpc_frame(message: &[u8]) -> Vec<u8> {
     let mut framed = Vec::with_capacity(5 + message.len());
     framed.push(0);
     framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&message);
-    let mut request = client
-        .post(&settings.url)
-        .timeout(Duration::from_secs(10))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(framed);
-    for (k, v) in &settings.headers {
-        request = request.header(k, v);
-    }
-    let outcome = async {
-        let response: http::Response<reqwest::Body> = request.send().await?.into();
-        let (parts, body) = response.into_parts();
-        let collected = http_body_util::BodyExt::collect(body).await?;
-        Ok::<_, reqwest::Error>((parts, collected.trailers().cloned()))
+    framed.extend_from_slice(message);
+    framed
+}
+
+/// Why a unary gRPC call failed, if it did: success is HTTP 200 with `grpc-status` 0, in the
+/// trailers or in the headers of a trailers-only answer.
+async fn grpc_refusal(response: reqwest::Response) -> Result<Option<String>, reqwest::Error> {
+    let (parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+    let trailers = http_body_util::BodyExt::collect(body)
+        .await?
+        .trailers()
+        .cloned();
+    let grpc_status = |headers: &http::HeaderMap| {
+        headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     };
-    match outcome.await {
-        Ok((parts, trailers)) => {
-            let grpc_status = |headers: &http::HeaderMap| {
-                headers
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            let status = trailers
-                .as_ref()
-                .and_then(grpc_status)
-                .or_else(|| grpc_status(&parts.headers));
-            if parts.status != http::StatusCode::OK || status.as_deref() != Some("0") {
-                tracing::warn!(
-                    http_status = parts.status.as_u16(),
-                    grpc_status = status.as_deref().unwrap_or("none"),
-                    spans = batch.len(),
-                    "OTLP collector refused spans"
-                );
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, spans = batch.len(), "OTLP export failed"),
-    }
+    let status = trailers
+        .as_ref()
+        .and_then(grpc_status)
+        .or_else(|| grpc_status(&parts.headers));
+    Ok(
+        (parts.status != http::StatusCode::OK || status.as_deref() != Some("0")).then(|| {
+            format!(
+                "HTTP {}, grpc-status {}",
+                parts.status.as_u16(),
+                status.as_deref().unwrap_or("none")
+            )
+        }),
+    )
 }
 
 impl SpanExporter {
