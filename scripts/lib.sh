@@ -43,9 +43,9 @@ ensure_browser() {
 # edge components, then writes the pre-initialized components that spin.toml serves.
 build_system() {
   cargo build --release --locked -p sentio-cli -p heavy-classify -p queue-worker
-  cargo build --profile component --locked --target wasm32-wasip2 -p edge-redact -p edge-classify -p redactor
+  cargo build --profile component --locked --target wasm32-wasip2 -p edge-redact -p edge-classify -p redactor -p classifier
   local dir=target/wasm32-wasip2/component
-  for c in edge_redact edge_classify redactor; do
+  for c in edge_redact edge_classify redactor classifier; do
     ./target/release/sentio preinit "$dir/$c.wasm" "$dir/$c.preinit.wasm"
   done
 }

@@ -24,7 +24,7 @@ pub fn component_path(name: &str) -> PathBuf {
     assert!(
         path.exists(),
         "{} is missing: build the components first with \
-         `cargo build --profile component --target wasm32-wasip2 -p edge-redact -p redactor`",
+         `./scripts/run` or `build_system` in scripts/lib.sh",
         path.display()
     );
     path

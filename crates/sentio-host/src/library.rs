@@ -1,5 +1,6 @@
-//! Calls the `redactor` library component (`world redactor` of `wit/sentio.wit`) from native
-//! code through bindings generated from the same WIT: no HTTP, one instance per call or reused.
+//! Calls the library components — `redactor` (`world redactor` of `wit/sentio.wit`) and
+//! `classifier` (`world classifier`) — from native code through bindings generated from the same
+//! WIT: no HTTP, one instance per call or reused.
 
 use std::path::Path;
 
@@ -20,6 +21,18 @@ pub use bindings::exports::sentio::edge::redaction::{
 };
 use bindings::{Redactor, RedactorPre};
 
+mod classifier_bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "sentio:edge/classifier",
+    });
+}
+
+pub use classifier_bindings::exports::sentio::edge::sentiment::{
+    Classification, ClassifyError, Label, Scores, SentenceResult,
+};
+use classifier_bindings::{Classifier, ClassifierPre};
+
 /// What a library-component instance needs from the host: WASI only.
 pub struct LibraryState {
     table: ResourceTable,
@@ -33,6 +46,30 @@ impl WasiView for LibraryState {
             table: &mut self.table,
         }
     }
+}
+
+/// A fresh store for one library-component instance: WASI with nothing granted, no deadline.
+fn library_store(engine: &Engine) -> Store<LibraryState> {
+    let state = LibraryState {
+        table: ResourceTable::new(),
+        wasi: WasiCtxBuilder::new().build(),
+    };
+    let mut store = Store::new(engine, state);
+    // The engine counts epochs for request deadlines; a direct call has none.
+    store.set_epoch_deadline(u64::MAX / 2);
+    store
+}
+
+/// Compiles (or loads from the cache) and pre-links a library component, which imports WASI only.
+fn library_pre(
+    engine: &Engine,
+    wasm_path: &Path,
+    cache_dir: &Path,
+) -> Result<wasmtime::component::InstancePre<LibraryState>> {
+    let component = crate::runtime::load_component(engine, wasm_path, cache_dir)?;
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Ok(linker.instantiate_pre(&component)?)
 }
 
 /// The compiled, pre-linked component.
@@ -50,24 +87,14 @@ pub struct RedactorInstance {
 impl RedactorComponent {
     /// Loads (and caches the compiled form of) the component at `wasm_path`.
     pub fn load(engine: &Engine, wasm_path: &Path, cache_dir: &Path) -> Result<Self> {
-        let component = crate::runtime::load_component(engine, wasm_path, cache_dir)?;
-        let mut linker = Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        let pre = RedactorPre::new(linker.instantiate_pre(&component)?)?;
         Ok(Self {
             engine: engine.clone(),
-            pre,
+            pre: RedactorPre::new(library_pre(engine, wasm_path, cache_dir)?)?,
         })
     }
 
     pub fn instantiate(&self) -> Result<RedactorInstance> {
-        let state = LibraryState {
-            table: ResourceTable::new(),
-            wasi: WasiCtxBuilder::new().build(),
-        };
-        let mut store = Store::new(&self.engine, state);
-        // The engine counts epochs for request deadlines; a direct call has none.
-        store.set_epoch_deadline(u64::MAX / 2);
+        let mut store = library_store(&self.engine);
         let bindings = self.pre.instantiate(&mut store)?;
         Ok(RedactorInstance { store, bindings })
     }
@@ -102,6 +129,47 @@ impl RedactorInstance {
             .bindings
             .sentio_edge_redaction()
             .call_supported_entities(&mut self.store)?)
+    }
+}
+
+/// The compiled, pre-linked `classifier` component.
+pub struct ClassifierComponent {
+    engine: Engine,
+    pre: ClassifierPre<LibraryState>,
+}
+
+/// One `classifier` instance with its store.
+pub struct ClassifierInstance {
+    store: Store<LibraryState>,
+    bindings: Classifier,
+}
+
+impl ClassifierComponent {
+    /// Loads (and caches the compiled form of) the component at `wasm_path`.
+    pub fn load(engine: &Engine, wasm_path: &Path, cache_dir: &Path) -> Result<Self> {
+        Ok(Self {
+            engine: engine.clone(),
+            pre: ClassifierPre::new(library_pre(engine, wasm_path, cache_dir)?)?,
+        })
+    }
+
+    pub fn instantiate(&self) -> Result<ClassifierInstance> {
+        let mut store = library_store(&self.engine);
+        let bindings = self.pre.instantiate(&mut store)?;
+        Ok(ClassifierInstance { store, bindings })
+    }
+}
+
+impl ClassifierInstance {
+    /// Classifies already-redacted texts.
+    pub fn classify(
+        &mut self,
+        texts: &[String],
+    ) -> Result<Result<Vec<Classification>, ClassifyError>> {
+        Ok(self
+            .bindings
+            .sentio_edge_sentiment()
+            .call_classify(&mut self.store, texts)?)
     }
 }
 
