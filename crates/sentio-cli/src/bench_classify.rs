@@ -1,11 +1,13 @@
 //! `sentio bench classify`: the edge student natively (tract), inside the component through
-//! `sentio serve` (fresh instance per request), and in onnxruntime (Python) on the same model and
-//! token inputs; per-request host overhead. One thread everywhere; ratios from the same run.
+//! `sentio serve` (fresh instance per request), in the `classifier` library component (fresh
+//! instance per call, no HTTP), and in onnxruntime (Python) on the same model and token inputs;
+//! per-request host overhead. One thread everywhere; ratios from the same run.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
+use sentio_host::library::ClassifierComponent;
 use sentio_model::{
     Backend, Classifier, ClassifyOptions, ModelConfig, TokenBatch, TractBackend, TractPipeline,
     WordPiece,
@@ -137,6 +139,37 @@ fn time_native(pipeline: &TractPipeline, texts: &[String], min: Duration) -> Res
         .collect()
 }
 
+/// The `classifier` library component as a host embeds it: a fresh pre-initialized instance per
+/// call (as Spin instantiates a component dependency per request), instantiate + classify, no
+/// HTTP. `None` when the component has not been built.
+fn time_library_component(texts: &[String], min: Duration) -> Result<Option<Vec<Stats>>> {
+    let path = Path::new("target/wasm32-wasip2/component/classifier.preinit.wasm");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let engine = sentio_host::runtime::engine(&Default::default())?;
+    let cache = std::env::temp_dir().join("sentio-bench-cache");
+    let component = ClassifierComponent::load(&engine, path, &cache)
+        .with_context(|| format!("loading {}", path.display()))?;
+    let mut rows = Vec::new();
+    for text in texts {
+        let input = [text.clone()];
+        rows.push(stats(sample(min, || {
+            let results = component
+                .instantiate()?
+                .classify(&input)?
+                .map_err(|e| anyhow::anyhow!("classifier component: {e:?}"))?;
+            // Same work as the native row: one model input, no sentence results.
+            anyhow::ensure!(
+                results.len() == 1 && results[0].sentences.is_empty(),
+                "the benchmark text was split into sentences"
+            );
+            Ok(())
+        })?));
+    }
+    Ok(Some(rows))
+}
+
 /// `--native-only`: the native p50s as one JSON array, for [`native_with_128_bit_kernels`].
 pub fn run_native_only(model_dir: &Path, seconds: u64) -> Result<()> {
     let pipeline = load_pipeline(model_dir)?;
@@ -202,6 +235,7 @@ pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
         compared.push((path.clone(), row));
     }
 
+    let library = time_library_component(&texts, min)?;
     let ort = onnxruntime_python(&model_dir.join("model.onnx"), &inputs, seconds)?;
     // The heavy tier's teacher in onnxruntime on the same token ids (one vocabulary): the edge's
     // student in its component should beat it, or the edge tier would not pay for itself.
@@ -295,6 +329,22 @@ pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
             ),
             t,
         );
+    }
+    match &library {
+        Some(rows) => {
+            let cells: Vec<String> = rows
+                .iter()
+                .zip(&native)
+                .map(|(s, nat)| format!("{:.2} ms ({:.2}x native tract)", s.p50, s.p50 / nat.p50))
+                .collect();
+            println!(
+                "\nclassifier library component (fresh pre-initialized instance + classify, no HTTP), p50 for {LENGTHS:?} tokens: {}",
+                cells.join(", ")
+            );
+        }
+        None => println!(
+            "\nclassifier library component: not measured (build the components first: ./scripts/run)"
+        ),
     }
     if let Some(n128) = &native_128 {
         against_component(

@@ -200,7 +200,8 @@ enum BenchTarget {
         seconds: u64,
     },
     /// Sentiment latency for 16/32/64/128-token inputs: native tract, inside the component via
-    /// `sentio serve`, onnxruntime (Python, when models/.work/venv or SENTIO_BENCH_PYTHON has it).
+    /// `sentio serve`, the `classifier` library component (when built), onnxruntime (Python, when
+    /// models/.work/venv or SENTIO_BENCH_PYTHON has it).
     Classify {
         /// Model folder (model.onnx, tokenizer.json, config.json).
         #[arg(long, default_value = "models/sentiment-student")]
