@@ -161,7 +161,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--other-share", type=float, default=0.5,
-                        help="share of non-airline train rows drawn afresh each teacher epoch")
+                        help="share of non-airline train rows the teacher trains on (drawn once)")
     args = parser.parse_args()
 
     torch.manual_seed(13)

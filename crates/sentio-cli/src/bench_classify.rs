@@ -300,16 +300,20 @@ pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
             e2e.p99
         );
     }
-    for (path, row) in &compared {
-        let cells: Vec<String> = row
+    // Other rows' p50s, each as a multiple of the shipped model's native p50.
+    let against_native = |what: String, rows: &[Stats], of: &str| {
+        let cells: Vec<String> = rows
             .iter()
             .zip(&native)
-            .map(|(s, nat)| format!("{:.2} ms ({:.2}x of shipped)", s.p50, s.p50 / nat.p50))
+            .map(|(s, nat)| format!("{:.2} ms ({:.2}x {of})", s.p50, s.p50 / nat.p50))
             .collect();
-        println!(
-            "\nnative tract, {} (model only), p50 for {LENGTHS:?} tokens: {}",
-            path.display(),
-            cells.join(", ")
+        println!("\n{what}, p50 for {LENGTHS:?} tokens: {}", cells.join(", "));
+    };
+    for (path, row) in &compared {
+        against_native(
+            format!("native tract, {} (model only)", path.display()),
+            row,
+            "of shipped",
         );
     }
     // Another engine's p50s, each with the component's time as a multiple of it.
@@ -331,17 +335,12 @@ pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
         );
     }
     match &library {
-        Some(rows) => {
-            let cells: Vec<String> = rows
-                .iter()
-                .zip(&native)
-                .map(|(s, nat)| format!("{:.2} ms ({:.2}x native tract)", s.p50, s.p50 / nat.p50))
-                .collect();
-            println!(
-                "\nclassifier library component (fresh pre-initialized instance + classify, no HTTP), p50 for {LENGTHS:?} tokens: {}",
-                cells.join(", ")
-            );
-        }
+        Some(rows) => against_native(
+            "classifier library component (fresh pre-initialized instance + classify, no HTTP)"
+                .into(),
+            rows,
+            "native tract",
+        ),
         None => println!(
             "\nclassifier library component: not measured (build the components first: ./scripts/run)"
         ),

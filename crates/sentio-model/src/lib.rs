@@ -6,10 +6,13 @@
 //! temperature-calibrated probabilities. Callers hold a [`Classifier`], which every pipeline is.
 //!
 //! Nothing here touches HTTP, files or clocks beyond `Instant`: the crate builds for native and
-//! `wasm32-wasip2` alike, and model bytes are handed in by the caller.
+//! `wasm32-wasip2` alike, and model bytes are handed in by the caller, except with the
+//! `edge-student` feature, which compiles the edge's student model in for the wasm components.
 
 mod backend;
 mod config;
+#[cfg(feature = "edge-student")]
+mod edge_student;
 mod error;
 #[cfg(feature = "ort")]
 mod ort_backend;
@@ -20,6 +23,8 @@ mod tract_backend;
 
 pub use backend::{Backend, TokenBatch};
 pub use config::{ModelConfig, ModelInfo};
+#[cfg(feature = "edge-student")]
+pub use edge_student::edge_student;
 pub use error::ModelError;
 #[cfg(feature = "ort")]
 pub use ort_backend::OrtBackend;

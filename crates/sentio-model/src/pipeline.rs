@@ -184,6 +184,16 @@ impl<B: Backend> Pipeline<B> {
         &self.config
     }
 
+    /// Runs one classification so the backend's plan buffers and the tokenizer's caches exist
+    /// before the first real request. Worth doing before a pre-initialization snapshot: every
+    /// fresh instance then starts warm.
+    pub fn warm_up(&self) {
+        let _ = std::hint::black_box(self.classify(
+            &["Warm-up: the parcel arrived late. Thanks anyway!"],
+            &ClassifyOptions::default(),
+        ));
+    }
+
     /// Calibrated probabilities for raw logits.
     pub fn calibrate(&self, logits: &[f32]) -> Scores {
         let t = self.config.temperature;

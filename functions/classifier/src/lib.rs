@@ -7,8 +7,6 @@
 // hand here does.
 #![allow(unsafe_code)]
 
-use std::sync::OnceLock;
-
 use sentio_core::config::DEFAULT_MAX_BATCH_TEXTS;
 use sentio_model::{Classification, Classifier, ClassifyOptions, Label, Scores, TractPipeline};
 
@@ -23,20 +21,8 @@ mod bindings {
 
 use bindings::exports::sentio::edge::sentiment as wit;
 
-const MODEL_ONNX: &[u8] = include_bytes!("../../../models/sentiment-student/model.onnx");
-const MODEL_TOKENIZER: &[u8] = include_bytes!("../../../models/sentiment-student/tokenizer.json");
-const MODEL_CONFIG: &[u8] = include_bytes!("../../../models/sentiment-student/config.json");
-
-static STUDENT: OnceLock<Result<TractPipeline, String>> = OnceLock::new();
-
 fn student() -> Result<&'static TractPipeline, wit::ClassifyError> {
-    STUDENT
-        .get_or_init(|| {
-            TractPipeline::load(MODEL_ONNX, MODEL_TOKENIZER, MODEL_CONFIG)
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| wit::ClassifyError::Model(format!("model failed to load: {e}")))
+    sentio_model::edge_student().map_err(|e| wit::ClassifyError::Model(e.to_owned()))
 }
 
 fn label(l: Label) -> wit::Label {
@@ -91,10 +77,7 @@ impl bindings::Guest for Component {
     /// Loads the model and runs one classification, so the snapshot holds it ready and warmed.
     fn sentio_preinit() {
         if let Ok(model) = student() {
-            let _ = model.classify(
-                &["Warm-up: the parcel arrived late. Thanks anyway!"],
-                &ClassifyOptions::default(),
-            );
+            model.warm_up();
         }
     }
 }

@@ -17,7 +17,7 @@ use sentio_core::audit;
 use sentio_core::routing::{self, EscalationOutcome, EscalationReason, EscalationStatus, Route};
 use sentio_core::sentiment_api::{self, ClassifyResponse, LineBuffer, SentimentStream, Tier};
 use sentio_core::{ApiError, AuditForwarding, EdgeConfig, RequestContext, RoutingConfig};
-use sentio_model::{Classifier, ClassifyOptions, TractPipeline};
+use sentio_model::TractPipeline;
 use sentio_redact::Engine;
 use spin_sdk::http::{IntoResponse, Method, Request, StatusCode};
 use spin_sdk::http_service;
@@ -44,10 +44,7 @@ impl preinit::Guest for Preinit {
     fn sentio_preinit() {
         if let (Ok(engine), Ok(model)) = (builtin_engine(), student()) {
             engine.warm_up();
-            let _ = model.classify(
-                &["Warm-up: the parcel arrived late. Thanks anyway!"],
-                &ClassifyOptions::default(),
-            );
+            model.warm_up();
         }
     }
 }
@@ -58,21 +55,12 @@ mod preinit_export {
     crate::preinit::export_preinit!(Preinit with_types_in crate::preinit);
 }
 
-const MODEL_ONNX: &[u8] = include_bytes!("../../../models/sentiment-student/model.onnx");
-const MODEL_TOKENIZER: &[u8] = include_bytes!("../../../models/sentiment-student/tokenizer.json");
-const MODEL_CONFIG: &[u8] = include_bytes!("../../../models/sentiment-student/config.json");
-
-static STUDENT: OnceLock<Result<TractPipeline, String>> = OnceLock::new();
 static BUILTIN_ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
 
 fn student() -> Result<&'static TractPipeline, ApiError> {
-    STUDENT
-        .get_or_init(|| {
-            TractPipeline::load(MODEL_ONNX, MODEL_TOKENIZER, MODEL_CONFIG)
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| ApiError::Internal { detail: e.clone() })
+    sentio_model::edge_student().map_err(|e| ApiError::Internal {
+        detail: e.to_owned(),
+    })
 }
 
 fn builtin_engine() -> Result<&'static Engine, ApiError> {
