@@ -273,6 +273,46 @@ fn concurrent_requests_each_get_a_fresh_instance() {
     }
 }
 
+/// `--max-instance-reuse-count`: one instance serves consecutive requests, as Spin reuses
+/// `wasi:http/handler@0.3` instances, and nothing of one request shows in the next (pseudonym
+/// numbering starts again, the same name gets the same answer every time).
+#[test]
+fn reused_instances_serve_many_requests_and_keep_them_apart() {
+    const REQUESTS: usize = 6;
+    let fresh = Server::start(&[]);
+    let reused = Server::start(&[
+        "--max-instance-reuse-count",
+        "100",
+        "--idle-instance-timeout-ms",
+        "60000",
+    ]);
+    for server in [&fresh, &reused] {
+        for i in 0..REQUESTS {
+            let body = json!({"texts": [format!("ticket {i}: I am Ann Lee"), format!("and I am Bob Stone, ticket {i}")], "operators": {"PERSON": {"type": "pseudonym"}}});
+            let r = server.post_json("/redact", &body.to_string());
+            assert_eq!(r.status, 200);
+            let v = r.json();
+            assert_eq!(
+                v["results"][0]["redacted_text"],
+                format!("ticket {i}: I am <PERSON_1>")
+            );
+            assert_eq!(
+                v["results"][1]["redacted_text"],
+                format!("and I am <PERSON_2>, ticket {i}")
+            );
+        }
+    }
+    let instances_started = |server: &Server| {
+        server
+            .logs()
+            .lines()
+            .filter(|l| l.contains("instance started") && l.contains("edge-redact"))
+            .count()
+    };
+    assert_eq!(instances_started(&fresh), REQUESTS, "{}", fresh.logs());
+    assert_eq!(instances_started(&reused), 1, "{}", reused.logs());
+}
+
 #[test]
 fn no_pii_reaches_the_logs() {
     let server = Server::start(&[]);

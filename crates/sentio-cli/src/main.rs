@@ -58,6 +58,18 @@ enum Command {
         /// `/stream-sentiment` holds one for its whole conversation.
         #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=4096))]
         max_concurrent_requests: u32,
+        /// Requests one `wasi:http/handler@0.3` instance serves before it is dropped, as Spin's
+        /// flag of the same name (Spin reuses such instances; 1 = a fresh instance per request,
+        /// the strictest isolation). Components on wasi:http 0.2 are never reused.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        max_instance_reuse_count: u32,
+        /// Requests one reused instance serves at the same time (Spin's flag of the same name).
+        /// They share the instance's one thread, so CPU-bound requests queue behind each other.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        max_instance_concurrent_reuse_count: u32,
+        /// Milliseconds a reusable instance waits idle for its next request before it is dropped.
+        #[arg(long, default_value_t = 1000)]
+        idle_instance_timeout_ms: u64,
     },
     /// Redact PII from text: an argument, or one text per line on stdin (JSON lines out).
     ///
@@ -261,12 +273,19 @@ fn main() -> Result<()> {
             variables,
             request_timeout_secs,
             max_concurrent_requests,
+            max_instance_reuse_count,
+            max_instance_concurrent_reuse_count,
+            idle_instance_timeout_ms,
         } => {
             init_logging();
             let mut options = sentio_host::HostOptions::new(manifest);
             options.variables = variables.into_iter().collect::<BTreeMap<_, _>>();
             options.request_timeout = Duration::from_secs(request_timeout_secs);
             options.limits.max_concurrent_requests = max_concurrent_requests;
+            options.limits.max_instance_reuse_count = max_instance_reuse_count;
+            options.limits.max_instance_concurrent_reuse_count =
+                max_instance_concurrent_reuse_count;
+            options.limits.idle_instance_timeout = Duration::from_millis(idle_instance_timeout_ms);
             serve(options, listen)
         }
         Command::Redact {

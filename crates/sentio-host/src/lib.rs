@@ -2,8 +2,9 @@
 //!
 //! * reads the manifest: routes, component sources, files, variables, allowed outbound hosts;
 //! * compiles each component once (cached on disk) and pre-links it (`InstancePre` / `ServicePre`);
-//! * gives every request a fresh instance from the pooling allocator, as Spin does, serving both
-//!   `wasi:http/handler@0.3.0` (spin-sdk 7) and `wasi:http/incoming-handler@0.2` components;
+//! * serves both `wasi:http/handler@0.3.0` (spin-sdk 7) and `wasi:http/incoming-handler@0.2`
+//!   components from the pooling allocator, a fresh instance per request by default; 0.3
+//!   instances can be reused for several requests, as Spin reuses them (`InstanceLimits`);
 //! * implements `spin:variables` from `[variables]`, `SPIN_VARIABLE_*` and `--variable`.
 
 pub mod library;

@@ -22,11 +22,21 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Limits for every instance.
 #[derive(Debug, Clone)]
 pub struct InstanceLimits {
-    /// Most component instances alive at once; more requests wait for one. The pooling
-    /// allocator gets twice as many slots, as headroom.
+    /// Most component instances alive at once, idle reusable ones included; more requests wait
+    /// for one. The pooling allocator gets twice as many slots, as headroom.
     pub max_concurrent_requests: u32,
     /// Largest linear memory one instance may grow to.
     pub max_memory_bytes: usize,
+    /// Requests one `wasi:http/handler@0.3` instance serves before it is dropped (Spin's
+    /// `--max-instance-reuse-count`). 1, the default here, is a fresh instance per request;
+    /// Spin itself reuses 0.3 instances (up to 128 requests). 0.2 components are never reused.
+    pub max_instance_reuse_count: u32,
+    /// Requests one instance serves at the same time (Spin's
+    /// `--max-instance-concurrent-reuse-count`). They share the instance's single thread.
+    pub max_instance_concurrent_reuse_count: u32,
+    /// How long a reusable instance waits idle for its next request before it is dropped
+    /// (Spin's `--idle-instance-timeout`).
+    pub idle_instance_timeout: Duration,
 }
 
 impl Default for InstanceLimits {
@@ -34,6 +44,9 @@ impl Default for InstanceLimits {
         Self {
             max_concurrent_requests: 128,
             max_memory_bytes: 512 << 20,
+            max_instance_reuse_count: 1,
+            max_instance_concurrent_reuse_count: 1,
+            idle_instance_timeout: Duration::from_secs(1),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The HTTP server: routes requests to components, one fresh instance per request.
+//! The HTTP server: routes requests to components, a fresh instance per request unless instance
+//! reuse is asked for (as Spin reuses `wasi:http/handler@0.3` instances).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -139,6 +140,7 @@ struct ComponentHandler {
     component: PreparedComponent,
     max_memory_bytes: usize,
     timeout: Duration,
+    reuse: Reuse,
     /// Bounds live instances below the pooling allocator's slot count, shared by every
     /// component. A permit lives in the instance's store, so it is returned when the instance is
     /// dropped, not when its response head is sent: a streamed body keeps its instance alive, and
@@ -146,12 +148,20 @@ struct ComponentHandler {
     admission: Arc<Semaphore>,
 }
 
+/// How many requests an instance takes: Spin's instance-reuse settings.
+#[derive(Clone, Copy)]
+struct Reuse {
+    max_requests: usize,
+    max_concurrent: usize,
+    idle_timeout: Duration,
+}
+
 impl HandlerState for ComponentHandler {
     type StoreData = HostState;
-    type WorkerExpiration = Deadline;
-    type WorkerState = SingleRequest;
+    type WorkerExpiration = Expiration;
+    type WorkerState = Worker;
 
-    async fn instantiate(&self) -> wasmtime::Result<Instance<HostState, Deadline, SingleRequest>> {
+    async fn instantiate(&self) -> wasmtime::Result<Instance<HostState, Expiration, Worker>> {
         let admitted = self
             .admission
             .clone()
@@ -182,16 +192,31 @@ impl HandlerState for ComponentHandler {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = (self.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
+        // Instantiation runs guest code too; each request then sets its own deadline.
+        store.set_epoch_deadline(deadline_ticks(self.timeout));
         store.epoch_deadline_trap();
         let proxy = c.pre.instantiate_async(&mut store).await?;
+        // Spin reuses only `wasi:http/handler@0.3` instances; 0.2 ones serve one request.
+        let reuse = match c.pre {
+            wasmtime_wasi_http::handler::ProxyPre::P3(_) => self.reuse,
+            _ => Reuse {
+                max_requests: 1,
+                max_concurrent: 1,
+                ..self.reuse
+            },
+        };
+        tracing::debug!(component = %c.id, "instance started");
         Ok(Instance {
             store,
             proxy,
             view: HostState::http_view,
-            expiration: Deadline::after(self.timeout),
-            state: SingleRequest {
+            expiration: Expiration {
+                sleep: Box::pin(tokio::time::sleep(self.timeout)),
+                request_timeout: self.timeout + EPOCH_TICK * 10,
+                idle_timeout: reuse.idle_timeout,
+            },
+            state: Worker {
+                reuse,
                 timeout: self.timeout,
                 component: c.id.clone(),
             },
@@ -199,30 +224,42 @@ impl HandlerState for ComponentHandler {
     }
 }
 
-/// Spin semantics: an instance serves exactly one request, then is dropped.
-struct SingleRequest {
+/// A timeout in epoch ticks, as `Store::set_epoch_deadline` counts.
+fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+/// One instance's request policy: how many requests it takes (one, as Spin runs 0.2 components,
+/// unless reuse is configured) and each request's deadline.
+struct Worker {
+    reuse: Reuse,
     timeout: Duration,
     component: String,
 }
 
-impl WorkerState for SingleRequest {
+impl WorkerState for Worker {
     type StoreData = HostState;
     type RequestData = ();
 
-    fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
-        if total == 0 {
-            ShouldAccept::Yes
-        } else {
+    fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
+        if total >= self.reuse.max_requests {
             ShouldAccept::Never
+        } else if concurrent >= self.reuse.max_concurrent {
+            ShouldAccept::No
+        } else {
+            ShouldAccept::Yes
         }
     }
 
     fn on_request_start(
         &self,
-        _store: StoreContextMut<'_, HostState>,
+        mut store: StoreContextMut<'_, HostState>,
         _data: (),
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        // Guest code running past the deadline traps (and the instance goes with it); a request
+        // merely waiting expires when the returned sleep ends.
+        store.set_epoch_deadline(deadline_ticks(self.timeout));
         Box::pin(tokio::time::sleep(self.timeout))
     }
 
@@ -234,32 +271,31 @@ impl WorkerState for SingleRequest {
     }
 }
 
-/// Expires an instance still busy when its request's time is up (a second line of defence behind
-/// the epoch deadline, for instances blocked outside the guest).
-struct Deadline {
+/// Ends an instance that sat idle past the idle timeout, or one still busy when its latest
+/// request's time is up (a second line of defence behind the epoch deadline, for instances
+/// blocked outside the guest).
+struct Expiration {
     sleep: Pin<Box<tokio::time::Sleep>>,
+    request_timeout: Duration,
+    idle_timeout: Duration,
 }
 
-impl Deadline {
-    fn after(timeout: Duration) -> Self {
-        Self {
-            sleep: Box::pin(tokio::time::sleep(timeout + EPOCH_TICK * 10)),
-        }
-    }
-}
-
-impl WorkerExpiration for Deadline {
+impl WorkerExpiration for Expiration {
     fn poll(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         state: WorkerStatus,
-        _start: Instant,
+        start: Instant,
     ) -> Poll<()> {
-        match state {
-            // An idle single-request instance ends by itself.
-            WorkerStatus::Idle => Poll::Pending,
-            WorkerStatus::Requests | WorkerStatus::PostReturn => self.sleep.as_mut().poll(cx),
+        let limit = match state {
+            WorkerStatus::Idle => self.idle_timeout,
+            WorkerStatus::Requests | WorkerStatus::PostReturn => self.request_timeout,
+        };
+        let deadline = tokio::time::Instant::from_std(start + limit);
+        if self.sleep.deadline() != deadline {
+            self.sleep.as_mut().reset(deadline);
         }
+        self.sleep.as_mut().poll(cx)
     }
 }
 
@@ -309,6 +345,12 @@ impl App {
                     component,
                     max_memory_bytes: options.limits.max_memory_bytes,
                     timeout: options.request_timeout,
+                    reuse: Reuse {
+                        max_requests: options.limits.max_instance_reuse_count.max(1) as usize,
+                        max_concurrent: options.limits.max_instance_concurrent_reuse_count.max(1)
+                            as usize,
+                        idle_timeout: options.limits.idle_instance_timeout,
+                    },
                     admission: admission.clone(),
                 })
             })
@@ -463,7 +505,7 @@ impl App {
         }
     }
 
-    /// Handles one request: admit, route, fresh instance, response.
+    /// Handles one request: admit, route, instance, response.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
@@ -500,7 +542,7 @@ impl App {
         })
     }
 
-    /// Sends one request to its native handler or a fresh component instance.
+    /// Sends one request to its native handler or a component instance.
     async fn dispatch(
         &self,
         req: Request<Incoming>,
