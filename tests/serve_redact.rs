@@ -14,6 +14,15 @@ const PII: &[&str] = &[
     "GB82 WEST 1234 5698 7654 32",
 ];
 
+/// edge-redact instances the host started so far (its debug line "instance started").
+fn redact_instances_started(server: &Server) -> usize {
+    server
+        .logs()
+        .lines()
+        .filter(|l| l.contains("instance started") && l.contains("edge-redact"))
+        .count()
+}
+
 fn angry_message() -> String {
     format!(
         "Hi, my name is {}. Call me at {} or mail {}; card {} was charged twice, refund to IBAN {}!",
@@ -302,15 +311,13 @@ fn reused_instances_serve_many_requests_and_keep_them_apart() {
             );
         }
     }
-    let instances_started = |server: &Server| {
-        server
-            .logs()
-            .lines()
-            .filter(|l| l.contains("instance started") && l.contains("edge-redact"))
-            .count()
-    };
-    assert_eq!(instances_started(&fresh), REQUESTS, "{}", fresh.logs());
-    assert_eq!(instances_started(&reused), 1, "{}", reused.logs());
+    assert_eq!(
+        redact_instances_started(&fresh),
+        REQUESTS,
+        "{}",
+        fresh.logs()
+    );
+    assert_eq!(redact_instances_started(&reused), 1, "{}", reused.logs());
 }
 
 #[test]
@@ -342,30 +349,58 @@ fn no_pii_reaches_the_logs() {
     }
 }
 
+/// A request that stalls is answered 504 when its own time is up, also on a reused instance (its
+/// deadline counts from this request, not the instance's first), and the host keeps serving:
+/// the expired instance is dropped and the next request gets a new one.
 #[test]
 fn a_stalled_body_is_answered_504_within_the_request_timeout() {
     use std::io::{Read as _, Write as _};
-    let server = Server::start(&["--request-timeout-secs", "2"]);
-    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .unwrap();
-    // Promise 100 bytes, send 12, then go quiet.
-    stream
-        .write_all(b"POST /redact HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"text\": \"ab")
-        .unwrap();
-    let started = std::time::Instant::now();
-    let mut buf = [0u8; 1024];
-    let n = stream.read(&mut buf).unwrap();
-    let head = String::from_utf8_lossy(&buf[..n]);
-    assert!(head.starts_with("HTTP/1.1 504"), "{head}");
-    assert!(head.contains(r#""kind":"timeout""#), "{head}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    // The host keeps serving.
-    assert_eq!(
-        server.post_json("/redact", r#"{"text": "fine"}"#).status,
-        200
-    );
+    for (reuse, instances) in [("1", 3), ("100", 2)] {
+        let server = Server::start(&[
+            "--request-timeout-secs",
+            "2",
+            "--max-instance-reuse-count",
+            reuse,
+            "--idle-instance-timeout-ms",
+            "60000",
+        ]);
+        assert_eq!(
+            server.post_json("/redact", r#"{"text": "first"}"#).status,
+            200
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        // Promise 100 bytes, send 12, then go quiet.
+        stream
+            .write_all(b"POST /redact HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"text\": \"ab")
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]);
+        assert!(head.starts_with("HTTP/1.1 504"), "reuse {reuse}: {head}");
+        assert!(head.contains(r#""kind":"timeout""#), "{head}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= std::time::Duration::from_millis(1900)
+                && waited < std::time::Duration::from_secs(10),
+            "reuse {reuse}: answered after {waited:?}"
+        );
+        // The host keeps serving.
+        assert_eq!(
+            server.post_json("/redact", r#"{"text": "fine"}"#).status,
+            200
+        );
+        assert_eq!(
+            redact_instances_started(&server),
+            instances,
+            "reuse {reuse}: {}",
+            server.logs()
+        );
+    }
 }
 
 #[test]
