@@ -109,8 +109,8 @@ fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
     (at(0.50), at(0.99))
 }
 
-/// `sentio serve` in this process (the real host, `spin.toml`, fresh instance per request) and one
-/// keep-alive client connection to it.
+/// `sentio serve` in this process (the real host, `spin.toml`) and one keep-alive client
+/// connection to it.
 pub struct LocalServer {
     runtime: Option<tokio::runtime::Runtime>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -120,8 +120,11 @@ pub struct LocalServer {
 }
 
 impl LocalServer {
-    pub fn start(manifest: &Path) -> Result<Self> {
-        let options = sentio_host::HostOptions::new(manifest);
+    /// `max_instance_reuse_count`: 1 for a fresh instance per request (the default of
+    /// `sentio serve`), more to reuse instances as Spin does.
+    pub fn start(manifest: &Path, max_instance_reuse_count: u32) -> Result<Self> {
+        let mut options = sentio_host::HostOptions::new(manifest);
+        options.limits.max_instance_reuse_count = max_instance_reuse_count;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -224,7 +227,7 @@ impl Drop for LocalServer {
 
 /// `/redact` through the real host, one client: p50 and p99 ms.
 fn serve_latency(manifest: &Path, requests: usize) -> Result<(f64, f64)> {
-    let mut server = LocalServer::start(manifest)?;
+    let mut server = LocalServer::start(manifest, 1)?;
     let body = r#"{"text": "Hi, my name is Maria Gonzalez. The app crashed again, call me on +44 20 7946 0958!"}"#;
     for _ in 0..50 {
         server.post("/redact", body)?; // warm-up

@@ -210,6 +210,36 @@ fn native_with_128_bit_kernels(model_dir: &Path, seconds: u64) -> Result<Option<
     ))
 }
 
+/// `--max-instance-reuse-count` for the reusing server: Spin's default for 0.3 components.
+const REUSE: u32 = 128;
+
+/// `/classify-sentiment` per text: the component's own `timing.classify_ms`, and end to end.
+fn time_http(
+    server: &mut crate::bench::LocalServer,
+    texts: &[String],
+    min: Duration,
+) -> Result<(Vec<Stats>, Vec<Stats>)> {
+    let mut in_component = Vec::new();
+    let mut end_to_end = Vec::new();
+    for text in texts {
+        let body = serde_json::json!({"text": text, "sentences": false}).to_string();
+        let mut inside = Vec::new();
+        let outside = sample(min, || {
+            let response = server.post("/classify-sentiment", &body)?;
+            let v: serde_json::Value = serde_json::from_slice(&response)?;
+            inside.push(
+                v["timing"]["classify_ms"]
+                    .as_f64()
+                    .context("timing.classify_ms")?,
+            );
+            Ok(())
+        })?;
+        in_component.push(stats(inside));
+        end_to_end.push(stats(outside));
+    }
+    Ok((in_component, end_to_end))
+}
+
 pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
     let min = Duration::from_secs(seconds);
     let pipeline = load_pipeline(model_dir)?;
@@ -242,26 +272,13 @@ pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
     let teacher = Path::new("models/sentiment-teacher/model.onnx");
     let ort_teacher = onnxruntime_python(teacher, &inputs, seconds)?;
 
-    // Through the real host: component time from the response's own timing, and end to end.
-    let mut server = crate::bench::LocalServer::start(Path::new("spin.toml"))?;
-    let mut in_component = Vec::new();
-    let mut end_to_end = Vec::new();
-    for text in &texts {
-        let body = serde_json::json!({"text": text, "sentences": false}).to_string();
-        let mut inside = Vec::new();
-        let outside = sample(min, || {
-            let response = server.post("/classify-sentiment", &body)?;
-            let v: serde_json::Value = serde_json::from_slice(&response)?;
-            inside.push(
-                v["timing"]["classify_ms"]
-                    .as_f64()
-                    .context("timing.classify_ms")?,
-            );
-            Ok(())
-        })?;
-        in_component.push(stats(inside));
-        end_to_end.push(stats(outside));
-    }
+    // Through the real host: component time from the response's own timing, and end to end;
+    // then again with instances reused, as Spin reuses wasi:http 0.3 instances.
+    let mut server = crate::bench::LocalServer::start(Path::new("spin.toml"), 1)?;
+    let (in_component, end_to_end) = time_http(&mut server, &texts, min)?;
+    let mut reusing = crate::bench::LocalServer::start(Path::new("spin.toml"), REUSE)?;
+    let (_, end_to_end_reused) = time_http(&mut reusing, &texts, min)?;
+    drop(reusing);
     // The cheapest request the component answers (405): instantiation + host round trip.
     let overhead = stats(sample(min, || {
         server.request_status("GET", "/classify-sentiment", "", 405)?;
@@ -345,6 +362,20 @@ pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
             "\nclassifier library component: not measured (build the components first: ./scripts/run)"
         ),
     }
+    let cells: Vec<String> = end_to_end_reused
+        .iter()
+        .zip(&end_to_end)
+        .map(|(r, f)| {
+            format!(
+                "{:.2} / {:.2} ms (fresh instance: {:.2})",
+                r.p50, r.p99, f.p50
+            )
+        })
+        .collect();
+    println!(
+        "\nHTTP end to end with instance reuse (--max-instance-reuse-count {REUSE}), p50 / p99 for {LENGTHS:?} tokens: {}",
+        cells.join(", ")
+    );
     if let Some(n128) = &native_128 {
         against_component(
             format!(
