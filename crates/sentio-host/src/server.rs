@@ -19,7 +19,8 @@ use wasmtime::component::{GuestTaskId, ResourceTable};
 use wasmtime::{Engine, Store, StoreContextMut, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::handler::{
-    HandlerState, Instance, ProxyHandler, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
+    HandlerState, Instance, ProxyHandler, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState,
+    WorkerStatus,
 };
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx};
 
@@ -156,6 +157,27 @@ struct Reuse {
     idle_timeout: Duration,
 }
 
+impl Reuse {
+    /// The configured reuse for a component: Spin reuses only `wasi:http/handler@0.3`
+    /// instances; 0.2 ones serve one request each.
+    fn for_component(limits: &crate::InstanceLimits, pre: &ProxyPre<HostState>) -> Self {
+        let reusable = matches!(pre, ProxyPre::P3(_));
+        Self {
+            max_requests: if reusable {
+                limits.max_instance_reuse_count.max(1) as usize
+            } else {
+                1
+            },
+            max_concurrent: if reusable {
+                limits.max_instance_concurrent_reuse_count.max(1) as usize
+            } else {
+                1
+            },
+            idle_timeout: limits.idle_instance_timeout,
+        }
+    }
+}
+
 impl HandlerState for ComponentHandler {
     type StoreData = HostState;
     type WorkerExpiration = Expiration;
@@ -196,15 +218,6 @@ impl HandlerState for ComponentHandler {
         store.set_epoch_deadline(deadline_ticks(self.timeout));
         store.epoch_deadline_trap();
         let proxy = c.pre.instantiate_async(&mut store).await?;
-        // Spin reuses only `wasi:http/handler@0.3` instances; 0.2 ones serve one request.
-        let reuse = match c.pre {
-            wasmtime_wasi_http::handler::ProxyPre::P3(_) => self.reuse,
-            _ => Reuse {
-                max_requests: 1,
-                max_concurrent: 1,
-                ..self.reuse
-            },
-        };
         tracing::debug!(component = %c.id, "instance started");
         Ok(Instance {
             store,
@@ -213,10 +226,10 @@ impl HandlerState for ComponentHandler {
             expiration: Expiration {
                 sleep: Box::pin(tokio::time::sleep(self.timeout)),
                 request_timeout: self.timeout + EPOCH_TICK * 10,
-                idle_timeout: reuse.idle_timeout,
+                idle_timeout: self.reuse.idle_timeout,
             },
             state: Worker {
-                reuse,
+                reuse: self.reuse,
                 timeout: self.timeout,
                 component: c.id.clone(),
             },
@@ -342,15 +355,10 @@ impl App {
             .map(|component| {
                 ProxyHandler::new(ComponentHandler {
                     engine: engine.clone(),
+                    reuse: Reuse::for_component(&options.limits, &component.pre),
                     component,
                     max_memory_bytes: options.limits.max_memory_bytes,
                     timeout: options.request_timeout,
-                    reuse: Reuse {
-                        max_requests: options.limits.max_instance_reuse_count.max(1) as usize,
-                        max_concurrent: options.limits.max_instance_concurrent_reuse_count.max(1)
-                            as usize,
-                        idle_timeout: options.limits.idle_instance_timeout,
-                    },
                     admission: admission.clone(),
                 })
             })
