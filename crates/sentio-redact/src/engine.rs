@@ -55,7 +55,7 @@ pub struct Detection {
 /// A scored match before overlap resolution: indices and numbers only, so the many candidates
 /// that are dropped cost no allocation.
 #[derive(Debug, Clone, Copy)]
-struct Candidate {
+pub(crate) struct Candidate {
     start: usize,
     end: usize,
     score: f32,
@@ -67,8 +67,16 @@ struct Candidate {
     repeat: bool,
 }
 
+/// A value found earlier in the same request or conversation, and the candidate that found it
+/// (indices, no strings: a request's scope keeps one per distinct value).
+#[derive(Debug, Clone)]
+pub(crate) struct KnownValue {
+    pub(crate) value: String,
+    pub(crate) found_as: Candidate,
+}
+
 impl Candidate {
-    fn from_detection(d: &Detection) -> Self {
+    pub(crate) fn from_detection(d: &Detection) -> Self {
         Self {
             start: d.start,
             end: d.end,
@@ -353,13 +361,18 @@ impl Engine {
         self.analyze_with_known(text, options, &[])
     }
 
+    /// The entity type `c` was found as.
+    pub(crate) fn entity_of(&self, c: &Candidate) -> &str {
+        &self.recognizers[c.recognizer].entity
+    }
+
     /// [`Engine::analyze`], also finding `known` values (found earlier in the same request or
     /// conversation) wherever they recur in `text`.
-    pub fn analyze_with_known(
+    pub(crate) fn analyze_with_known(
         &self,
         text: &str,
         options: &AnalyzeOptions,
-        known: &[(String, Detection)],
+        known: &[KnownValue],
     ) -> Vec<Detection> {
         let mut candidates: Vec<Candidate> = Vec::new();
         let matched = self.prefilters.iter().flat_map(|p| {
@@ -426,12 +439,11 @@ impl Engine {
             candidates.extend(found_more);
             kept = resolve_overlaps(candidates.clone());
         }
-        let known: Vec<(&str, Candidate)> = known
+        let known = known
             .iter()
-            .filter(|(_, d)| options.wants(&d.entity_type))
-            .map(|(v, d)| (v.as_str(), Candidate::from_detection(d)))
-            .collect();
-        propagate_repeats(text, &mut kept, &known);
+            .filter(|k| options.wants(self.entity_of(&k.found_as)))
+            .map(|k| (k.value.as_str(), k.found_as));
+        propagate_repeats(text, &mut kept, known);
         kept.into_iter().map(|c| self.detection(c)).collect()
     }
 
@@ -655,11 +667,15 @@ fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
 /// A value found once is redacted everywhere it occurs in the same text, and in the later texts
 /// of the same request or conversation: a phone number typed a second time without the words that
 /// gave it away must not survive the first redaction.
-fn propagate_repeats(text: &str, kept: &mut Vec<Candidate>, known: &[(&str, Candidate)]) {
+fn propagate_repeats<'k>(
+    text: &'k str,
+    kept: &mut Vec<Candidate>,
+    known: impl Iterator<Item = (&'k str, Candidate)>,
+) {
     let found_here: Vec<(&str, Candidate)> =
         kept.iter().map(|c| (&text[c.start..c.end], *c)).collect();
     let mut added = false;
-    for (value, template) in found_here.iter().chain(known) {
+    for (value, template) in found_here.into_iter().chain(known) {
         for start in occurrences(text, value) {
             let end = start + value.len();
             let free = kept.iter().all(|k| end <= k.start || start >= k.end);
@@ -668,7 +684,7 @@ fn propagate_repeats(text: &str, kept: &mut Vec<Candidate>, known: &[(&str, Cand
                     start,
                     end,
                     repeat: true,
-                    ..*template
+                    ..template
                 });
                 added = true;
             }
@@ -679,14 +695,16 @@ fn propagate_repeats(text: &str, kept: &mut Vec<Candidate>, known: &[(&str, Cand
     }
 }
 
-/// Byte offsets where `needle` occurs in `haystack`. A first-byte scan then a compare: the texts
-/// are chat turns and the needles short, where building a two-way searcher per needle (what
-/// `str::match_indices` does) costs more than the search.
+/// Byte offsets where `needle` occurs in `haystack`: a vectorized scan for the needle's first
+/// byte, then a compare. The texts are chat turns and the needles short, where building a
+/// substring searcher per needle (`str::match_indices`, `memmem`) costs more than the search.
 fn occurrences<'a>(haystack: &'a str, needle: &'a str) -> impl Iterator<Item = usize> + 'a {
     let (h, n) = (haystack.as_bytes(), needle.as_bytes());
     let first = n.first().copied();
-    (0..h.len().saturating_sub(n.len().saturating_sub(1)))
-        .filter(move |&i| Some(h[i]) == first && h[i..].starts_with(n))
+    first
+        .into_iter()
+        .flat_map(move |b| memchr::memchr_iter(b, h))
+        .filter(move |&i| h[i..].starts_with(n))
 }
 
 /// Marks, in an explanation, a finding that repeats a value found elsewhere.
@@ -869,6 +887,7 @@ mod tests {
         assert_eq!(found("é415é415", "415"), [2, 7]);
         assert_eq!(found("ab", "abc"), Vec::<usize>::new());
         assert_eq!(found("aaa", "aa"), [0, 1]);
+        assert_eq!(found("abc", ""), Vec::<usize>::new());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod operators;
 pub mod spec;
 pub mod validators;
 
+use engine::{Candidate, KnownValue};
 use serde::Serialize;
 
 pub use engine::{AnalyzeOptions, DEFAULT_SCORE_THRESHOLD, Detection, Engine, Explanation};
@@ -158,7 +159,7 @@ impl Engine {
 #[derive(Debug, Default, Clone)]
 pub struct RequestScope {
     pseudonyms: Pseudonyms,
-    known: Vec<(String, Detection)>,
+    known: Vec<KnownValue>,
 }
 
 /// A `[start, end)` range in the three encodings clients index strings by: UTF-8 bytes (Rust,
@@ -221,9 +222,12 @@ impl Engine {
             if !scope
                 .known
                 .iter()
-                .any(|(v, k)| v == value && k.entity_type == d.entity_type)
+                .any(|k| k.value == value && self.entity_of(&k.found_as) == d.entity_type)
             {
-                scope.known.push((value.to_owned(), d.clone()));
+                scope.known.push(KnownValue {
+                    value: value.to_owned(),
+                    found_as: Candidate::from_detection(d),
+                });
             }
         }
         let input_spans = spans(text, detections.iter().map(|d| (d.start, d.end)));
