@@ -360,6 +360,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_value_found_in_one_text_is_redacted_where_it_recurs_in_the_scope() {
+        let engine = Engine::builtin().unwrap();
+        let policy = Policy::default();
+        let mut scope = RequestScope::default();
+        // Found through its context word, then typed again without one.
+        let first = engine.redact("my account number is 12345678901", &policy, &mut scope);
+        assert_eq!(first.redacted_text, "my account number is <US_BANK_NUMBER>");
+        let again = engine.redact("yes 12345678901, and 12345678901x", &policy, &mut scope);
+        assert_eq!(
+            again.redacted_text,
+            "yes <US_BANK_NUMBER>, and 12345678901x"
+        );
+        assert_eq!(
+            again.findings[0].explanation.pattern,
+            "bank_digits (repeat)"
+        );
+        assert_eq!(again.findings[0].score, first.findings[0].score);
+        // A new scope knows nothing; a policy that leaves the entity out does not propagate it.
+        let fresh = engine.redact("yes 12345678901", &policy, &mut RequestScope::default());
+        assert!(fresh.findings.is_empty());
+        let no_bank = engine
+            .policy(PolicySpec {
+                exclude_entities: vec!["US_BANK_NUMBER".into()],
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(
+            engine
+                .redact("yes 12345678901", &no_bank, &mut scope)
+                .findings
+                .is_empty()
+        );
+        // Each distinct value is kept once however often it recurs.
+        engine.redact("12345678901 12345678901", &policy, &mut scope);
+        assert_eq!(scope.known.len(), 1);
+    }
+
+    #[test]
     fn policy_errors_name_their_field() {
         let engine = Engine::builtin().unwrap();
         let field = |spec: PolicySpec| engine.policy(spec).unwrap_err().field().to_owned();
