@@ -88,18 +88,40 @@ pub fn chat_corpus(n: usize, seed: u64) -> Vec<String> {
         .collect()
 }
 
-/// Runs `f` over the corpus repeatedly for at least `min` and returns MB/s.
-fn throughput(corpus: &[String], min: Duration, mut f: impl FnMut(&str)) -> f64 {
-    let bytes: usize = corpus.iter().map(String::len).sum();
+/// Text that the throughput rows can count: one text or a batch of them.
+trait Bytes {
+    fn bytes(&self) -> usize;
+}
+
+impl Bytes for String {
+    fn bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Bytes for Vec<String> {
+    fn bytes(&self) -> usize {
+        self.iter().map(String::len).sum()
+    }
+}
+
+/// Runs `f` over every item (a text, or a batch of texts) repeatedly for at least `min` and
+/// returns MB/s.
+fn throughput<T: Bytes>(
+    items: &[T],
+    min: Duration,
+    mut f: impl FnMut(&T) -> Result<()>,
+) -> Result<f64> {
+    let bytes: usize = items.iter().map(Bytes::bytes).sum();
     let start = Instant::now();
     let mut rounds = 0usize;
     while start.elapsed() < min || rounds == 0 {
-        for t in corpus {
-            f(t);
+        for item in items {
+            f(item)?;
         }
         rounds += 1;
     }
-    (bytes * rounds) as f64 / start.elapsed().as_secs_f64() / 1e6
+    Ok((bytes * rounds) as f64 / start.elapsed().as_secs_f64() / 1e6)
 }
 
 fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
@@ -228,24 +250,6 @@ impl Drop for LocalServer {
 /// Texts per batch in the batch rows.
 const BATCH: usize = 64;
 
-/// Runs `f` over every batch repeatedly for at least `min` and returns MB/s.
-fn batch_throughput(
-    batches: &[Vec<String>],
-    min: Duration,
-    mut f: impl FnMut(&[String]) -> Result<()>,
-) -> Result<f64> {
-    let bytes: usize = batches.iter().flatten().map(String::len).sum();
-    let start = Instant::now();
-    let mut rounds = 0usize;
-    while start.elapsed() < min || rounds == 0 {
-        for b in batches {
-            f(b)?;
-        }
-        rounds += 1;
-    }
-    Ok((bytes * rounds) as f64 / start.elapsed().as_secs_f64() / 1e6)
-}
-
 /// The redaction engine's own time inside the `edge-redact` component: every batch POSTed to
 /// `/redact` as `texts[]` through the real host, which reuses an instance for 128 requests as
 /// Spin does for wasi:http 0.3 (a fresh one would start from the pre-initialized regex caches on
@@ -317,7 +321,6 @@ pub fn run(component_path: &Path, seconds: u64) -> Result<()> {
         .with_context(|| format!("loading {}", component_path.display()))?;
     let mut instance = component.instantiate()?;
     let wit_policy = Policy::default();
-    let mut failure = None;
     // (label, native MB/s, component MB/s): the whole corpus, then its two kinds of turn.
     let mut rows = Vec::new();
     for (label, texts) in [
@@ -327,29 +330,26 @@ pub fn run(component_path: &Path, seconds: u64) -> Result<()> {
     ] {
         let native = throughput(texts, min, |t| {
             std::hint::black_box(engine.redact(t, &policy, &mut RequestScope::default()));
-        });
+            Ok(())
+        })?;
         let in_component = throughput(texts, min, |t| {
-            if let Err(e) = instance.redact(t, &wit_policy) {
-                failure = Some(e);
-            }
-        });
+            instance.redact(t, &wit_policy)??;
+            Ok(())
+        })?;
         rows.push((label, native, in_component));
-    }
-    if let Some(e) = failure {
-        return Err(e.context("component call failed"));
     }
 
     // Batches as `/redact` takes `texts[]`: one scope per request, so a value found in one text
     // is also redacted where it recurs in the others (more work per text than one at a time).
     let batches: Vec<Vec<String>> = corpus.chunks(BATCH).map(<[String]>::to_vec).collect();
-    let native_batch = batch_throughput(&batches, min, |b| {
+    let native_batch = throughput(&batches, min, |b| {
         let mut scope = RequestScope::default();
         for t in b {
             std::hint::black_box(engine.redact(t, &policy, &mut scope));
         }
         Ok(())
     })?;
-    let in_component_batch = batch_throughput(&batches, min, |b| {
+    let in_component_batch = throughput(&batches, min, |b| {
         instance.redact_batch(b, &wit_policy)??;
         Ok(())
     })?;
