@@ -251,8 +251,8 @@ impl Drop for LocalServer {
 const BATCH: usize = 64;
 
 /// The redaction engine's own time inside the `edge-redact` component: every batch POSTed to
-/// `/redact` as `texts[]` through the real host, which reuses an instance for 128 requests as
-/// Spin does for wasi:http 0.3 (a fresh one would start from the pre-initialized regex caches on
+/// `/redact` as `texts[]` through the real host, which reuses an instance for as many requests
+/// as Spin does for wasi:http 0.3 (a fresh one would start from the pre-initialized regex caches on
 /// every request); MB/s over the sum of the `timing.redact_ms` the component measured. The
 /// host's HTTP and instantiation costs are outside that time, as `classify_ms` leaves them out
 /// of the classify benchmark.
@@ -261,12 +261,15 @@ fn in_component_redact_throughput(
     batches: &[Vec<String>],
     min: Duration,
 ) -> Result<f64> {
-    let mut server = LocalServer::start(manifest, 128)?;
+    let mut server = LocalServer::start(
+        manifest,
+        sentio_host::runtime::SPIN_MAX_INSTANCE_REUSE_COUNT,
+    )?;
     let bodies: Vec<String> = batches
         .iter()
         .map(|b| serde_json::json!({ "texts": b }).to_string())
         .collect();
-    let bytes: usize = batches.iter().flatten().map(String::len).sum();
+    let bytes: usize = batches.iter().map(Bytes::bytes).sum();
     let mut redact_ms = 0.0;
     let mut rounds = 0usize;
     let start = Instant::now();
@@ -411,7 +414,8 @@ pub fn run(component_path: &Path, seconds: u64) -> Result<()> {
         native_batch / in_component_batch
     );
     println!(
-        "| edge-redact component, engine time inside it (`timing.redact_ms`, {BATCH} texts/request, an instance reused for 128 requests), all turns, MB/s | {in_http_component:.1} | {:.2}x slower |",
+        "| edge-redact component, engine time inside it (`timing.redact_ms`, {BATCH} texts/request, an instance reused for {} requests), all turns, MB/s | {in_http_component:.1} | {:.2}x slower |",
+        sentio_host::runtime::SPIN_MAX_INSTANCE_REUSE_COUNT,
         native_batch / in_http_component
     );
     println!(

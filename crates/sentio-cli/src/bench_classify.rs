@@ -211,7 +211,7 @@ fn native_with_128_bit_kernels(model_dir: &Path, seconds: u64) -> Result<Option<
 }
 
 /// `--max-instance-reuse-count` for the reusing server: Spin's default for 0.3 components.
-const REUSE: u32 = 128;
+const REUSE: u32 = sentio_host::runtime::SPIN_MAX_INSTANCE_REUSE_COUNT;
 
 /// `/classify-sentiment` per text: the component's own `timing.classify_ms`, and end to end.
 fn time_http(

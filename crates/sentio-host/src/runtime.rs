@@ -19,6 +19,10 @@ use crate::outbound::OutboundHooks;
 /// How often the epoch ticks; request deadlines are counted in ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Spin's default `--max-instance-reuse-count`: requests one `wasi:http/handler@0.3` instance
+/// serves before Spin drops it.
+pub const SPIN_MAX_INSTANCE_REUSE_COUNT: u32 = 128;
+
 /// Limits for every instance.
 #[derive(Debug, Clone)]
 pub struct InstanceLimits {
@@ -29,7 +33,8 @@ pub struct InstanceLimits {
     pub max_memory_bytes: usize,
     /// Requests one `wasi:http/handler@0.3` instance serves before it is dropped (Spin's
     /// `--max-instance-reuse-count`). 1, the default here, is a fresh instance per request;
-    /// Spin itself reuses 0.3 instances (up to 128 requests). 0.2 components are never reused.
+    /// Spin itself reuses 0.3 instances (up to [`SPIN_MAX_INSTANCE_REUSE_COUNT`] requests). 0.2
+    /// components are never reused.
     pub max_instance_reuse_count: u32,
     /// Requests one instance serves at the same time (Spin's
     /// `--max-instance-concurrent-reuse-count`). They share the instance's single thread.

@@ -161,18 +161,16 @@ impl Reuse {
     /// The configured reuse for a component: Spin reuses only `wasi:http/handler@0.3`
     /// instances; 0.2 ones serve one request each.
     fn for_component(limits: &crate::InstanceLimits, pre: &ProxyPre<HostState>) -> Self {
-        let reusable = matches!(pre, ProxyPre::P3(_));
+        let (max_requests, max_concurrent) = match pre {
+            ProxyPre::P3(_) => (
+                limits.max_instance_reuse_count.max(1),
+                limits.max_instance_concurrent_reuse_count.max(1),
+            ),
+            _ => (1, 1),
+        };
         Self {
-            max_requests: if reusable {
-                limits.max_instance_reuse_count.max(1) as usize
-            } else {
-                1
-            },
-            max_concurrent: if reusable {
-                limits.max_instance_concurrent_reuse_count.max(1) as usize
-            } else {
-                1
-            },
+            max_requests: max_requests as usize,
+            max_concurrent: max_concurrent as usize,
             idle_timeout: limits.idle_instance_timeout,
         }
     }
