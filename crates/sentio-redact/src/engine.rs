@@ -313,26 +313,20 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs the analyzer over sample chat text touching every built-in pattern, so the regex
-    /// engines' lazily built automata exist before the first real request. Worth doing before a
-    /// pre-initialization snapshot: every fresh instance then starts warm.
+    /// Runs the analyzer over sample PII in every built-in format and a few thousand generated
+    /// chat sentences, so the regex engines' lazily built automata hold the states ordinary text
+    /// needs before the first real request. Worth doing before a pre-initialization snapshot:
+    /// every fresh instance then starts warm (see `warm_up.rs` for what it saves).
     pub fn warm_up(&self) {
-        const SAMPLES: &[&str] = &[
-            "Hi, my name is Maria Gonzalez and I'm furious: call me on +44 20 7946 0958 or (415) 555-2671.",
-            "mail jane.doe@example.com or john dot smith at gmail dot com; card 4111 1111 1111 1111 exp 12/27",
-            "IBAN GB82 WEST 1234 5698 7654 32, ssn 536-90-4399, routing 011000015, account 12345678901",
-            "server 192.168.10.24 and 2001:db8::8a2e:370:7334, mac 00:1A:2B:3C:4D:5E, https://example.com/a?b=1",
-            "wallet 1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2 0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed AKIAIOSFODNN7EXAMPLE",
-            "born 14/03/1985, DOB: March 14, 1985; NHS 943 476 5919; I spoke with Dr. Patel at 1600 Pennsylvania Avenue",
-            "The app keeps crashing after the update. This is the worst service ever!!! 😡 Merci, très bien. ありがとう",
-            "mobile 07700 900123, portable 06 12 34 56 78, 0049 30 901820, token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
-        ];
         let options = AnalyzeOptions {
             score_threshold: 0.0,
             ..AnalyzeOptions::default()
         };
-        for text in SAMPLES {
+        for text in crate::warm_up::PII_SAMPLES {
             std::hint::black_box(self.analyze(text, &options));
+        }
+        for text in crate::warm_up::generated_sentences() {
+            std::hint::black_box(self.analyze(&text, &options));
         }
     }
 

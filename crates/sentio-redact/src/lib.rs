@@ -15,6 +15,7 @@ pub mod invariants;
 pub mod operators;
 pub mod spec;
 pub mod validators;
+mod warm_up;
 
 use engine::{Candidate, KnownValue};
 use serde::Serialize;
