@@ -24,6 +24,7 @@ they stay close enough for their weight average (a "model soup", Wortsman et al.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import random
@@ -107,6 +108,15 @@ def batches(tokenizer, rows, batch_size, shuffle, rng):
 
 
 @torch.no_grad()
+def logits_cache(out, checkpoint, rows):
+    """Where a teacher's logits over `rows` are cached: keyed by the checkpoint's bytes and the texts,
+    so a retrained teacher (same file name) or a rebuilt corpus never reuses stale soft labels."""
+    digest = hashlib.sha256((out / checkpoint).read_bytes())
+    for row in rows:
+        digest.update(row["text"].encode() + b"\0")
+    return out / f"{Path(checkpoint).stem}_{digest.hexdigest()[:16]}_train_logits.npy"
+
+
 def predict_logits(model, tokenizer, rows, batch_size=64):
     model.eval()
     out = np.zeros((len(rows), len(LABELS)), dtype=np.float32)
@@ -235,7 +245,7 @@ def main() -> int:
         started = time.time()
         teacher_logits = []
         for index, name in enumerate(args.teachers):
-            cache = args.out / f"{Path(name).stem}_train_logits.npy"
+            cache = logits_cache(args.out, name, train)
             # The first teacher is built even when its logits are cached, and the others under a forked
             # generator, so the student's initialization and dropout draws never depend on the caches.
             with torch.random.fork_rng(enabled=index > 0):
