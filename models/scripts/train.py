@@ -107,7 +107,6 @@ def batches(tokenizer, rows, batch_size, shuffle, rng):
             yield group, enc["input_ids"], enc["attention_mask"]
 
 
-@torch.no_grad()
 def logits_cache(out, checkpoint, rows):
     """Where a teacher's logits over `rows` are cached: keyed by the checkpoint's bytes and the texts,
     so a retrained teacher (same file name) or a rebuilt corpus never reuses stale soft labels."""
@@ -117,6 +116,7 @@ def logits_cache(out, checkpoint, rows):
     return out / f"{Path(checkpoint).stem}_{digest.hexdigest()[:16]}_train_logits.npy"
 
 
+@torch.no_grad()
 def predict_logits(model, tokenizer, rows, batch_size=64):
     model.eval()
     out = np.zeros((len(rows), len(LABELS)), dtype=np.float32)
