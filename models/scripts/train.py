@@ -241,6 +241,8 @@ def main() -> int:
     parser.add_argument("--other-share", type=float, default=0.5,
                         help="share of non-airline train rows the teacher trains on (drawn once)")
     args = parser.parse_args()
+    if (args.stage == "large-teacher" or args.large_teachers) and not args.large_encoder:
+        parser.error("--large-encoder is required by the large-teacher stage and --large-teachers")
 
     torch.manual_seed(SHIPPED_SEED)
     rng = random.Random(args.seed)
