@@ -57,13 +57,19 @@ SHIPPED_SEED = 13
 class SentimentModel(nn.Module):
     """BERT encoder, attention-masked mean pooling, dropout, linear head -> 3 logits."""
 
-    def __init__(self, encoder: BertModel):
+    def __init__(self, encoder: nn.Module):
         super().__init__()
         self.encoder = encoder
         self.dropout = nn.Dropout(0.1)
         self.head = nn.Linear(encoder.config.hidden_size, len(LABELS))
 
     def forward(self, input_ids, attention_mask):
+        hidden = self.encode(input_ids, attention_mask)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.head(self.dropout(pooled))
+
+    def encode(self, input_ids, attention_mask):
         # The encoder is run layer by layer with a classic additive mask instead of BertModel.forward:
         # the same arithmetic, but the traced ONNX graph stays plain (transformers' mask helpers
         # export shapes tract cannot reason about symbolically).
@@ -73,28 +79,20 @@ class SentimentModel(nn.Module):
         additive_mask = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * -10000.0
         for layer in self.encoder.encoder.layer:
             hidden = layer(hidden, attention_mask=additive_mask)
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.head(self.dropout(pooled))
+        return hidden
 
 
-class LargeSentimentModel(nn.Module):
-    """The large teacher: any encoder transformers can load (all-mpnet-base-v2), masked mean pooling,
-    dropout, linear head. Never exported, so its forward is the library's own."""
+class LargeSentimentModel(SentimentModel):
+    """The large teacher: any encoder transformers can load (all-mpnet-base-v2) under the same pooling
+    and head. Never exported, so its encoder runs the library's own forward."""
 
     def __init__(self, encoder_path: str):
-        super().__init__()
         # The library's pooler stays (unused, it gets no gradient): dropping it would change the
         # random draws of the head's initialization, and so the recorded run.
-        self.encoder = AutoModel.from_pretrained(encoder_path)
-        self.dropout = nn.Dropout(0.1)
-        self.head = nn.Linear(self.encoder.config.hidden_size, len(LABELS))
+        super().__init__(AutoModel.from_pretrained(encoder_path))
 
-    def forward(self, input_ids, attention_mask):
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.head(self.dropout(pooled))
+    def encode(self, input_ids, attention_mask):
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
 def load_encoder(path: str, layers=None) -> BertModel:
@@ -260,6 +258,11 @@ def main() -> int:
     class_weight = torch.tensor((counts.sum() / counts) ** 0.5, dtype=torch.float32)
     class_weight /= class_weight.mean()
 
+    def gold_loss(rows):
+        """Weighted cross-entropy on the gold labels of `rows` (a batch is a list of row indices)."""
+        gold = torch.tensor([LABELS.index(r["label"]) for r in rows])
+        return lambda logits, group: F.cross_entropy(logits, gold[group], weight=class_weight)
+
     if args.stage == "teacher":
         model = build_model(args.encoder)
         # The shipped run's dropout draws continue from its head's initialization; reseeding
@@ -267,9 +270,7 @@ def main() -> int:
         if args.seed != SHIPPED_SEED:
             torch.manual_seed(args.seed)
         rows = airline + rng.sample(other, int(len(other) * args.other_share))
-        gold = torch.tensor([LABELS.index(r["label"]) for r in rows])
-        loss_fn = lambda logits, group: F.cross_entropy(logits, gold[group], weight=class_weight)  # noqa: E731
-        best = train_loop(model, tokenizer, rows, dev_airline, args.epochs, 8e-5, loss_fn,
+        best = train_loop(model, tokenizer, rows, dev_airline, args.epochs, 8e-5, gold_loss(rows),
                           args.out / args.save_as, rng)
     elif args.stage == "large-teacher":
         # A 110 M-parameter encoder wants a smaller step than the teacher's 8e-5. Airline rows
@@ -277,39 +278,35 @@ def main() -> int:
         # and would more than double the 43 minutes this takes.
         model = LargeSentimentModel(args.large_encoder)
         large_tokenizer = AutoTokenizer.from_pretrained(args.large_encoder)
-        gold = torch.tensor([LABELS.index(r["label"]) for r in airline])
-        loss_fn = lambda logits, group: F.cross_entropy(logits, gold[group], weight=class_weight)  # noqa: E731
-        best = train_loop(model, large_tokenizer, airline, dev_airline, args.epochs, 3e-5, loss_fn,
+        best = train_loop(model, large_tokenizer, airline, dev_airline, args.epochs, 3e-5, gold_loss(airline),
                           args.out / "large-teacher.pt", rng, log_every=50)
     elif args.stage == "soup":
         best = soup(args, tokenizer, dev_airline)
     else:
         started = time.time()
         teacher_logits = []
-        if args.large_teachers:
-            large_tokenizer = AutoTokenizer.from_pretrained(args.large_encoder)
-        for name in args.large_teachers:
-            cache = logits_cache(args.out, name, train)
-            if not cache.exists():
-                # Under a forked generator, like the extra teachers below.
-                with torch.random.fork_rng():
-                    large = LargeSentimentModel(args.large_encoder)
-                    large.load_state_dict(torch.load(args.out / name, map_location="cpu"))
-                    np.save(cache, predict_logits(large, large_tokenizer, train))
-                del large
-            teacher_logits.append(np.load(cache))
-        for index, name in enumerate(args.teachers):
+        large_tokenizer = AutoTokenizer.from_pretrained(args.large_encoder) if args.large_teachers else None
+
+        def build_teacher(name, large):
+            if not large:
+                return build_model(args.encoder, state=args.out / name)
+            teacher = LargeSentimentModel(args.large_encoder)
+            teacher.load_state_dict(torch.load(args.out / name, map_location="cpu"))
+            return teacher
+
+        teachers = [(name, False) for name in args.teachers] + [(name, True) for name in args.large_teachers]
+        for index, (name, large) in enumerate(teachers):
             cache = logits_cache(args.out, name, train)
             # The first teacher is built even when its logits are cached, and the others under a forked
             # generator, so the student's initialization and dropout draws never depend on the caches.
             with torch.random.fork_rng(enabled=index > 0):
                 if index == 0 or not cache.exists():
-                    teacher = build_model(args.encoder, state=args.out / name)
+                    teacher = build_teacher(name, large)
                 if not cache.exists():
-                    np.save(cache, predict_logits(teacher, tokenizer, train))
+                    np.save(cache, predict_logits(teacher, large_tokenizer if large else tokenizer, train))
             teacher_logits.append(np.load(cache))
         teacher_logits = np.mean(teacher_logits, axis=0)
-        print(f"soft labels of {len(args.teachers) + len(args.large_teachers)} teacher(s) for {len(train)} texts in "
+        print(f"soft labels of {len(teachers)} teacher(s) for {len(train)} texts in "
               f"{time.time() - started:.0f}s", file=sys.stderr)
         del teacher
         model = build_model(args.encoder, layers=STUDENT_LAYERS)
