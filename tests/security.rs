@@ -196,6 +196,28 @@ fn slow_clients_are_cut_off_and_do_not_starve_others() {
 }
 
 #[test]
+fn a_guest_computing_past_the_request_timeout_is_answered_as_a_timeout() {
+    // A 100 KB message takes the classifier many seconds (over a hundred model inputs); with a
+    // 1 s request timeout the epoch deadline traps the guest mid-computation. The client gets
+    // the typed timeout the README promises for a runaway guest, not an internal error.
+    let server = Server::start(&["--request-timeout-secs", "1"]);
+    let long = "The delivery was late again and support did not help me at all. ".repeat(1600);
+    let t = Instant::now();
+    let r = server.post_json("/classify-sentiment", &json!({ "text": long }).to_string());
+    let waited = t.elapsed();
+    assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("\"kind\":\"timeout\""),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    // The server is still there for the next request.
+    let ok = server.post_json("/classify-sentiment", r#"{"text":"all good, thanks"}"#);
+    assert_eq!(ok.status, 200);
+    println!("runaway guest: answered 504 after {waited:?}");
+}
+
+#[test]
 fn webhook_callbacks_cannot_inject_headers_or_reach_other_hosts() {
     let receiver = WebhookReceiver::start(0);
     let server = Server::start_with(

@@ -623,9 +623,13 @@ impl App {
         let response = match handler.handle((), Request::from_parts(parts, body)).await {
             Ok(response) => response,
             Err(e) => {
+                // A guest still computing at its deadline traps (epoch interruption), and the
+                // handler reports only that its worker trapped: past the request timeout, that
+                // is the timeout, not an internal failure.
                 let timed_out = e
                     .downcast_ref::<wasmtime_wasi_http::handler::ExpirationError>()
-                    .is_some();
+                    .is_some()
+                    || started.elapsed() >= self.request_timeout;
                 tracing::error!(component = %component.id, error = %e, "component failed");
                 if timed_out {
                     error_response(ApiError::Timeout {
