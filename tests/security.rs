@@ -1,8 +1,8 @@
 //! Hostile clients against a real `sentio serve` on 127.0.0.1: deeply nested and oversized JSON
 //! on every endpoint, slowloris-style slow headers and slow bodies, a guest computing past its
 //! deadline, header injection and disallowed hosts in webhook callbacks, and a replayed webhook
-//! delivery put to the reference verifier. (Missing and wrong API keys, scopes, rate limits and foreign CORS origins are in
-//! `product.rs`.)
+//! delivery put to the reference verifier. (Missing and wrong API keys, scopes, rate limits and
+//! foreign CORS origins are in `product.rs`.)
 
 mod common;
 
