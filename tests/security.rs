@@ -206,11 +206,7 @@ fn a_guest_computing_past_the_request_timeout_is_answered_as_a_timeout() {
     let r = server.post_json("/classify-sentiment", &json!({ "text": long }).to_string());
     let waited = t.elapsed();
     assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
-    assert!(
-        String::from_utf8_lossy(&r.body).contains("\"kind\":\"timeout\""),
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    assert_eq!(kind(&r), "timeout");
     // The server is still there for the next request.
     let ok = server.post_json("/classify-sentiment", r#"{"text":"all good, thanks"}"#);
     assert_eq!(ok.status, 200);
