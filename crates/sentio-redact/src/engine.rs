@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use aho_corasick::AhoCorasick;
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::{CaptureLocations, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::Serialize;
 
 use crate::RedactError;
@@ -29,12 +29,21 @@ pub struct Explanation {
     pub pattern_score: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validator: Option<&'static str>,
-    /// `"valid"`, `"valid_prefix"` (a greedy match was shortened to its valid part), or
-    /// `"not_checked"`.
-    pub validation: &'static str,
+    pub validation: Validation,
     /// Context words found near the match.
     pub context_words: Vec<String>,
     pub context_boost: f32,
+}
+
+/// What the recognizer's validator said about a finding's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    Valid,
+    /// A greedy match was shortened to its valid part.
+    ValidPrefix,
+    /// The recognizer has no validator.
+    NotChecked,
 }
 
 /// A detected entity in the input text, with byte offsets (`start..end`).
@@ -61,7 +70,7 @@ pub(crate) struct Candidate {
     score: f32,
     recognizer: usize,
     pattern: usize,
-    validation: &'static str,
+    validation: Validation,
     context_mask: u64,
     context_boost: f32,
     repeat: bool,
@@ -131,7 +140,8 @@ struct CompiledPattern {
     name: String,
     regex: Regex,
     score: f32,
-    has_value_group: bool,
+    /// Index of the `value` capture group, when the finding is only part of the match.
+    value_group: Option<usize>,
 }
 
 #[derive(Clone)]
@@ -271,14 +281,14 @@ impl Engine {
                         pattern: name.clone(),
                         reason: e.to_string(),
                     })?;
-                let has_value_group = regex.capture_names().any(|n| n == Some("value"));
+                let value_group = regex.capture_names().position(|n| n == Some("value"));
                 pattern_owner.push((index, patterns.len()));
                 sources.push(source);
                 patterns.push(CompiledPattern {
                     name,
                     regex,
                     score,
-                    has_value_group,
+                    value_group,
                 });
             }
             let lower = |words: &[String]| -> Vec<String> {
@@ -465,8 +475,14 @@ impl Engine {
         // number followed by a card swallows the card's first digits), the search resumes at the
         // next word inside the rejected match instead of after it.
         let mut pos = from;
+        // Capture slots for patterns with a `value` group, allocated once per scan.
+        let mut locations = pattern
+            .value_group
+            .map(|_| pattern.regex.capture_locations());
         while pos <= text.len() {
-            let Some((match_start, match_end, start, end)) = next_match(pattern, text, pos) else {
+            let Some((match_start, match_end, start, end)) =
+                next_match(pattern, text, pos, locations.as_mut())
+            else {
                 break;
             };
             if match_start >= until {
@@ -535,12 +551,12 @@ impl Engine {
             return None;
         }
         let validation = match recognizer.validator {
-            None => "not_checked",
+            None => Validation::NotChecked,
             Some(validator) => match validate_or_shorten(validator, text, start, end) {
-                Verdict::Valid => "valid",
+                Verdict::Valid => Validation::Valid,
                 Verdict::ValidUntil(new_end) => {
                     end = new_end;
-                    "valid_prefix"
+                    Validation::ValidPrefix
                 }
                 Verdict::Invalid(_) => return None,
             },
@@ -599,16 +615,17 @@ fn validate_or_shorten(validator: ValidatorKind, text: &str, start: usize, end: 
     if !matches!(verdict, Verdict::Invalid(_)) || end - start > MAX_SHORTEN_SPAN {
         return verdict;
     }
-    let span = &text[start..end];
-    let group_ends: Vec<usize> = span
-        .char_indices()
-        .zip(span.chars().skip(1))
-        .filter(|&((_, c), next)| is_word_char(c) && !is_word_char(next))
-        .map(|((i, c), _)| start + i + c.len_utf8())
-        .collect();
-    for &cut in group_ends.iter().rev() {
-        match validator.validate(text, start, cut) {
-            Verdict::Valid => return Verdict::ValidUntil(cut),
+    // Longest first: walk back from the end, trying each cut after a word character that a
+    // non-word character follows.
+    let mut following: Option<char> = None;
+    for (i, c) in text[start..end].char_indices().rev() {
+        let ends_group = following.is_some_and(|n| is_word_char(c) && !is_word_char(n));
+        following = Some(c);
+        if !ends_group {
+            continue;
+        }
+        match validator.validate(text, start, start + i + c.len_utf8()) {
+            Verdict::Valid => return Verdict::ValidUntil(start + i + c.len_utf8()),
             Verdict::ValidUntil(e) => return Verdict::ValidUntil(e),
             Verdict::Invalid(_) => {}
         }
@@ -622,15 +639,18 @@ fn next_match(
     pattern: &CompiledPattern,
     text: &str,
     pos: usize,
+    locations: Option<&mut CaptureLocations>,
 ) -> Option<(usize, usize, usize, usize)> {
-    if pattern.has_value_group {
-        let caps = pattern.regex.captures_at(text, pos)?;
-        let whole = caps.get(0)?;
-        let value = caps.name("value").unwrap_or(whole);
-        Some((whole.start(), whole.end(), value.start(), value.end()))
-    } else {
-        let m = pattern.regex.find_at(text, pos)?;
-        Some((m.start(), m.end(), m.start(), m.end()))
+    match (pattern.value_group, locations) {
+        (Some(group), Some(locations)) => {
+            let whole = pattern.regex.captures_read_at(locations, text, pos)?;
+            let (start, end) = locations.get(group).unwrap_or((whole.start(), whole.end()));
+            Some((whole.start(), whole.end(), start, end))
+        }
+        _ => {
+            let m = pattern.regex.find_at(text, pos)?;
+            Some((m.start(), m.end(), m.start(), m.end()))
+        }
     }
 }
 
@@ -655,14 +675,21 @@ fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
             .then(a.recognizer.cmp(&b.recognizer))
             .then(a.start.cmp(&b.start))
     });
-    let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len());
-    for c in candidates {
-        if kept.iter().all(|k| c.end <= k.start || c.start >= k.end) {
-            kept.push(c);
+    // Kept candidates are compacted to the front in place: no second vector.
+    let mut kept = 0;
+    for i in 0..candidates.len() {
+        let c = candidates[i];
+        if candidates[..kept]
+            .iter()
+            .all(|k| c.end <= k.start || c.start >= k.end)
+        {
+            candidates[kept] = c;
+            kept += 1;
         }
     }
-    kept.sort_by_key(|d| d.start);
-    kept
+    candidates.truncate(kept);
+    candidates.sort_by_key(|d| d.start);
+    candidates
 }
 
 /// A value found once is redacted everywhere it occurs in the same text, and in the later texts
@@ -673,27 +700,39 @@ fn propagate_repeats<'k>(
     kept: &mut Vec<Candidate>,
     known: impl Iterator<Item = (&'k str, Candidate)>,
 ) {
-    let found_here: Vec<(&str, Candidate)> =
-        kept.iter().map(|c| (&text[c.start..c.end], *c)).collect();
+    // By index, not by a copied list: `kept` grows as repeats are added after these.
+    let found_here = kept.len();
     let mut added = false;
-    for (value, template) in found_here.into_iter().chain(known) {
-        for start in occurrences(text, value) {
-            let end = start + value.len();
-            let free = kept.iter().all(|k| end <= k.start || start >= k.end);
-            if free && stands_apart(text, start, end) {
-                kept.push(Candidate {
-                    start,
-                    end,
-                    repeat: true,
-                    ..template
-                });
-                added = true;
-            }
-        }
+    for i in 0..found_here {
+        let template = kept[i];
+        added |= add_repeats(text, &text[template.start..template.end], template, kept);
+    }
+    for (value, template) in known {
+        added |= add_repeats(text, value, template, kept);
     }
     if added {
         kept.sort_by_key(|c| c.start);
     }
+}
+
+/// Adds a repeat of `template` wherever `value` occurs in `text` outside the kept candidates;
+/// whether it added any.
+fn add_repeats(text: &str, value: &str, template: Candidate, kept: &mut Vec<Candidate>) -> bool {
+    let mut added = false;
+    for start in occurrences(text, value) {
+        let end = start + value.len();
+        let free = kept.iter().all(|k| end <= k.start || start >= k.end);
+        if free && stands_apart(text, start, end) {
+            kept.push(Candidate {
+                start,
+                end,
+                repeat: true,
+                ..template
+            });
+            added = true;
+        }
+    }
+    added
 }
 
 /// Byte offsets where `needle` occurs in `haystack`: a vectorized scan for the needle's first
@@ -899,7 +938,7 @@ mod tests {
             score,
             recognizer,
             pattern: 0,
-            validation: "not_checked",
+            validation: Validation::NotChecked,
             context_mask: 0,
             context_boost: 0.0,
             repeat: false,

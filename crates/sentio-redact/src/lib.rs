@@ -20,8 +20,10 @@ mod warm_up;
 use engine::{Candidate, KnownValue};
 use serde::Serialize;
 
-pub use engine::{AnalyzeOptions, DEFAULT_SCORE_THRESHOLD, Detection, Engine, Explanation};
-pub use operators::{Operator, OperatorPolicy, Pseudonyms};
+pub use engine::{
+    AnalyzeOptions, DEFAULT_SCORE_THRESHOLD, Detection, Engine, Explanation, Validation,
+};
+pub use operators::{Operator, OperatorKind, OperatorPolicy, Pseudonyms};
 pub use spec::{PatternSpec, RecognizerFile, RecognizerSpec};
 
 /// Errors building an engine.
@@ -178,7 +180,7 @@ pub struct Finding {
     pub entity_type: String,
     pub score: f32,
     pub recognizer: String,
-    pub operator: &'static str,
+    pub operator: OperatorKind,
     /// Where the entity was in the input.
     pub input: Span,
     /// Where its replacement is in `redacted_text`.
@@ -204,15 +206,15 @@ impl Engine {
         for d in &detections {
             redacted.push_str(&text[cursor..d.start]);
             let op = policy.operators.for_entity(&d.entity_type);
-            let replacement = operators::apply(
+            let out_start = redacted.len();
+            operators::apply(
                 op,
                 &d.entity_type,
                 &text[d.start..d.end],
                 policy.hash_key.as_deref(),
                 pseudonyms,
+                &mut redacted,
             );
-            let out_start = redacted.len();
-            redacted.push_str(&replacement);
             output_ranges.push((out_start, redacted.len()));
             cursor = d.end;
         }
@@ -319,41 +321,59 @@ impl Engine {
     }
 }
 
-/// Converts byte ranges of `text` (on char boundaries) into [`Span`]s in one pass over the text.
+/// Converts byte ranges of `text` (on char boundaries) into [`Span`]s. Ranges in order (findings,
+/// sentences) take one pass over the text; a range before the last one starts the count again.
 pub fn spans(text: &str, ranges: impl Iterator<Item = (usize, usize)>) -> Vec<Span> {
-    let ranges: Vec<(usize, usize)> = ranges.collect();
-    let mut points: Vec<usize> = ranges.iter().flat_map(|&(s, e)| [s, e]).collect();
-    points.sort_unstable();
-    points.dedup();
-    let mut converted = Vec::with_capacity(points.len());
-    let (mut chars, mut utf16) = (0usize, 0usize);
-    let mut iter = text.char_indices().peekable();
-    for &p in &points {
-        while let Some(&(i, c)) = iter.peek() {
-            if i >= p {
-                break;
-            }
-            chars += 1;
-            utf16 += c.len_utf16();
-            iter.next();
-        }
-        converted.push((p, chars, utf16));
-    }
-    let find = |p: usize| {
-        let i = converted.partition_point(|&(q, _, _)| q < p);
-        converted[i]
-    };
+    let mut counter = OffsetCounter::new(text);
     ranges
-        .iter()
-        .map(|&(s, e)| {
-            let (s, e) = (find(s), find(e));
+        .map(|(s, e)| {
+            let (s, e) = (counter.at(s), counter.at(e));
             Span {
-                bytes: [s.0, e.0],
-                chars: [s.1, e.1],
-                utf16: [s.2, e.2],
+                bytes: [s[0], e[0]],
+                chars: [s[1], e[1]],
+                utf16: [s[2], e[2]],
             }
         })
         .collect()
+}
+
+/// Counts Unicode scalars and UTF-16 code units up to byte offsets asked for in order.
+struct OffsetCounter<'t> {
+    text: &'t str,
+    rest: std::iter::Peekable<std::str::CharIndices<'t>>,
+    chars: usize,
+    utf16: usize,
+}
+
+impl<'t> OffsetCounter<'t> {
+    fn new(text: &'t str) -> Self {
+        Self {
+            text,
+            rest: text.char_indices().peekable(),
+            chars: 0,
+            utf16: 0,
+        }
+    }
+
+    /// `[bytes, chars, utf16]` at byte offset `p`: the characters that start before `p`.
+    fn at(&mut self, p: usize) -> [usize; 3] {
+        let counted_past_p = match self.rest.peek() {
+            Some(&(next, _)) => next > p,
+            None => self.text.len() > p,
+        };
+        if counted_past_p && self.chars > 0 {
+            *self = Self::new(self.text);
+        }
+        while let Some(&(i, c)) = self.rest.peek() {
+            if i >= p {
+                break;
+            }
+            self.chars += 1;
+            self.utf16 += c.len_utf16();
+            self.rest.next();
+        }
+        [p, self.chars, self.utf16]
+    }
 }
 
 #[cfg(test)]
@@ -430,6 +450,32 @@ mod tests {
             })
             .unwrap();
         assert_eq!(ok.operators.for_entity("PERSON"), &Operator::Pseudonym);
+    }
+
+    #[test]
+    fn spans_in_any_order_count_from_the_start() {
+        let text = "a😀béc😀";
+        let naive = |p: usize| {
+            let head = &text[..p];
+            [p, head.chars().count(), head.encode_utf16().count()]
+        };
+        // In order, touching, repeated, backwards, empty, and the whole text.
+        let ranges = [
+            (0, 1),
+            (1, 5),
+            (5, 6),
+            (1, 5),
+            (0, 0),
+            (6, 8),
+            (0, 13),
+            (13, 13),
+        ];
+        for (span, &(s, e)) in spans(text, ranges.into_iter()).iter().zip(&ranges) {
+            let (s, e) = (naive(s), naive(e));
+            assert_eq!(span.bytes, [s[0], e[0]]);
+            assert_eq!(span.chars, [s[1], e[1]], "{s:?}..{e:?}");
+            assert_eq!(span.utf16, [s[2], e[2]], "{s:?}..{e:?}");
+        }
     }
 
     #[test]

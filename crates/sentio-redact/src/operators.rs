@@ -1,6 +1,7 @@
 //! Operators: what a finding becomes in the redacted text (Presidio's anonymizer operators).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -52,16 +53,27 @@ fn default_hash_length() -> usize {
 pub const MIN_HASH_LENGTH: usize = 8;
 pub const MAX_HASH_LENGTH: usize = 64;
 
+/// Which operator a finding went through, without its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorKind {
+    Replace,
+    Mask,
+    Remove,
+    Hash,
+    Pseudonym,
+    Keep,
+}
+
 impl Operator {
-    /// Short name for findings and metrics.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> OperatorKind {
         match self {
-            Self::Replace { .. } => "replace",
-            Self::Mask { .. } => "mask",
-            Self::Remove => "remove",
-            Self::Hash { .. } => "hash",
-            Self::Pseudonym => "pseudonym",
-            Self::Keep => "keep",
+            Self::Replace { .. } => OperatorKind::Replace,
+            Self::Mask { .. } => OperatorKind::Mask,
+            Self::Remove => OperatorKind::Remove,
+            Self::Hash { .. } => OperatorKind::Hash,
+            Self::Pseudonym => OperatorKind::Pseudonym,
+            Self::Keep => OperatorKind::Keep,
         }
     }
 
@@ -118,9 +130,10 @@ pub struct Pseudonyms {
 }
 
 impl Pseudonyms {
-    pub fn label(&mut self, entity: &str, value: &str) -> String {
+    /// The N of `<ENTITY_N>` for `value`: the same for every spelling of one value.
+    pub fn number(&mut self, entity: &str, value: &str) -> usize {
         let key = (entity.to_owned(), normalize(value));
-        let n = match self.assigned.get(&key) {
+        match self.assigned.get(&key) {
             Some(&n) => n,
             None => {
                 let counter = self.next.entry(entity.to_owned()).or_insert(0);
@@ -128,8 +141,7 @@ impl Pseudonyms {
                 self.assigned.insert(key, *counter);
                 *counter
             }
-        };
-        format!("<{entity}_{n}>")
+        }
     }
 }
 
@@ -155,21 +167,31 @@ pub fn keyed_hash(key: &[u8], entity: &str, value: &str, length: usize) -> Strin
     mac.update(b"\0");
     mac.update(normalize(value).as_bytes());
     let digest = mac.finalize().into_bytes();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    hex[..length.min(hex.len())].to_owned()
+    let mut hex = String::with_capacity(2 * digest.len());
+    for b in digest {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex.truncate(length);
+    hex
 }
 
-/// Applies `op` to one finding's text.
+/// Applies `op` to one finding's text, appending the replacement to `out`.
 pub(crate) fn apply(
     op: &Operator,
     entity: &str,
     value: &str,
     hash_key: Option<&[u8]>,
     pseudonyms: &mut Pseudonyms,
-) -> String {
+    out: &mut String,
+) {
+    // Writing to a String cannot fail, hence the ignored `write!` results.
     match op {
-        Operator::Replace { new_value } => {
-            new_value.clone().unwrap_or_else(|| format!("<{entity}>"))
+        Operator::Replace {
+            new_value: Some(new_value),
+        } => out.push_str(new_value),
+        Operator::Replace { new_value: None } => {
+            let _ = write!(out, "<{entity}>");
         }
         Operator::Mask {
             masking_char,
@@ -177,35 +199,40 @@ pub(crate) fn apply(
             from_end,
             keep_last,
         } => {
-            let chars: Vec<char> = value.chars().collect();
-            let n = chars.len();
+            let n = value.chars().count();
             let (from, to) = match (keep_last, chars_to_mask) {
                 (Some(keep), _) => (0, n.saturating_sub(*keep)),
                 (None, Some(count)) if *from_end => (n.saturating_sub(*count), n),
                 (None, Some(count)) => (0, (*count).min(n)),
                 (None, None) => (0, n),
             };
-            chars
-                .iter()
-                .enumerate()
-                .map(|(i, &c)| {
-                    if (from..to).contains(&i) {
-                        *masking_char
-                    } else {
-                        c
-                    }
-                })
-                .collect()
+            out.extend(value.chars().enumerate().map(|(i, c)| {
+                if (from..to).contains(&i) {
+                    *masking_char
+                } else {
+                    c
+                }
+            }));
         }
-        Operator::Remove => String::new(),
+        Operator::Remove => {}
         Operator::Hash { length } => match hash_key {
-            Some(key) => format!("<{entity}#{}>", keyed_hash(key, entity, value, *length)),
+            Some(key) => {
+                let _ = write!(
+                    out,
+                    "<{entity}#{}>",
+                    keyed_hash(key, entity, value, *length)
+                );
+            }
             // Policies are checked before use (`Policy::check`), so this is unreachable in
             // practice; fall back to the safest operator rather than leak the value.
-            None => format!("<{entity}>"),
+            None => {
+                let _ = write!(out, "<{entity}>");
+            }
         },
-        Operator::Pseudonym => pseudonyms.label(entity, value),
-        Operator::Keep => value.to_owned(),
+        Operator::Pseudonym => {
+            let _ = write!(out, "<{entity}_{}>", pseudonyms.number(entity, value));
+        }
+        Operator::Keep => out.push_str(value),
     }
 }
 
@@ -214,13 +241,20 @@ mod tests {
     use super::*;
 
     fn run(op: Operator, value: &str) -> String {
+        run_with_key(op, value, b"k")
+    }
+
+    fn run_with_key(op: Operator, value: &str, key: &[u8]) -> String {
+        let mut out = String::new();
         apply(
             &op,
             "CREDIT_CARD",
             value,
-            Some(b"k"),
+            Some(key),
             &mut Pseudonyms::default(),
-        )
+            &mut out,
+        );
+        out
     }
 
     #[test]
@@ -253,23 +287,28 @@ mod tests {
         assert_eq!(h, run(Operator::Hash { length: 12 }, "4111-1111-1111-1111"));
         assert_ne!(
             h,
-            apply(
-                &Operator::Hash { length: 12 },
-                "CREDIT_CARD",
-                card,
-                Some(b"other"),
-                &mut Pseudonyms::default()
-            )
+            run_with_key(Operator::Hash { length: 12 }, card, b"other")
         );
+        assert!(h.starts_with("<CREDIT_CARD#") && h.ends_with('>'), "{h}");
     }
 
     #[test]
     fn pseudonyms_are_stable_per_value() {
         let mut p = Pseudonyms::default();
-        assert_eq!(p.label("PERSON", "John Smith"), "<PERSON_1>");
-        assert_eq!(p.label("PERSON", "Jane Doe"), "<PERSON_2>");
-        assert_eq!(p.label("PERSON", "john smith"), "<PERSON_1>");
-        assert_eq!(p.label("EMAIL_ADDRESS", "a@b.co"), "<EMAIL_ADDRESS_1>");
+        assert_eq!(p.number("PERSON", "John Smith"), 1);
+        assert_eq!(p.number("PERSON", "Jane Doe"), 2);
+        assert_eq!(p.number("PERSON", "john smith"), 1);
+        assert_eq!(p.number("EMAIL_ADDRESS", "a@b.co"), 1);
+        let mut out = String::new();
+        apply(
+            &Operator::Pseudonym,
+            "PERSON",
+            "JANE DOE",
+            None,
+            &mut p,
+            &mut out,
+        );
+        assert_eq!(out, "<PERSON_2>");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha3::{Digest as _, Keccak256};
+use smallvec::SmallVec;
 
 /// The validators a recognizer can name in its spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -108,8 +109,13 @@ pub fn digit_value(c: char) -> Option<u8> {
     }
 }
 
+/// Decimal digit values, inline up to the length of the longest number a validator accepts (a
+/// validator runs on every candidate match, and a heap allocation per candidate showed in the
+/// component's profile).
+pub type Digits = SmallVec<[u8; 24]>;
+
 /// The decimal digits of `s`, as values 0-9, separators dropped.
-pub fn digits(s: &str) -> Vec<u8> {
+pub fn digits(s: &str) -> Digits {
     s.chars().filter_map(digit_value).collect()
 }
 
@@ -179,20 +185,22 @@ pub fn card_issuer(digits: &[u8]) -> Option<&'static str> {
 fn credit_card(span: &str, start: usize) -> Verdict {
     // A greedy match may have swallowed a following number ("4111 1111 1111 1111 2025"): try the
     // whole run, then shorter prefixes that end on a digit-group boundary.
-    let mut ends: Vec<(usize, Vec<u8>)> = Vec::new();
-    let mut acc = Vec::new();
+    // (byte offset where a digit group ends, digits up to there), longest last.
+    let mut ends: SmallVec<[(usize, usize); 8]> = SmallVec::new();
+    let mut acc = Digits::new();
     let mut chars = span.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
         if let Some(d) = digit_value(c) {
             acc.push(d);
             let group_ends = chars.peek().is_none_or(|&(_, n)| digit_value(n).is_none());
             if group_ends && acc.len() >= 12 {
-                ends.push((i + c.len_utf8(), acc.clone()));
+                ends.push((i + c.len_utf8(), acc.len()));
             }
         }
     }
-    for (end, ds) in ends.into_iter().rev() {
-        if (13..=19).contains(&ds.len()) && luhn_valid(&ds) && card_issuer(&ds).is_some() {
+    for &(end, count) in ends.iter().rev() {
+        let ds = &acc[..count];
+        if (13..=19).contains(&ds.len()) && luhn_valid(ds) && card_issuer(ds).is_some() {
             return if end == span.len() {
                 Verdict::Valid
             } else {
@@ -604,14 +612,16 @@ fn tld_known(domain: &str) -> bool {
 /// Rebuilds "john dot smith at gmail dot com" as "john.smith@gmail.com".
 pub fn deobfuscate_email(span: &str) -> String {
     let mut out = String::with_capacity(span.len());
-    for token in span
-        .replace(['(', ')', '[', ']', '{', '}'], " ")
-        .split_whitespace()
-    {
-        match token.to_ascii_lowercase().as_str() {
-            "dot" => out.push('.'),
-            "at" => out.push('@'),
-            t => out.push_str(t),
+    let tokens = span
+        .split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '[' | ']' | '{' | '}'))
+        .filter(|t| !t.is_empty());
+    for token in tokens {
+        if token.eq_ignore_ascii_case("dot") {
+            out.push('.');
+        } else if token.eq_ignore_ascii_case("at") {
+            out.push('@');
+        } else {
+            out.extend(token.chars().map(|c| c.to_ascii_lowercase()));
         }
     }
     out
@@ -984,7 +994,7 @@ fn person_name(span: &str) -> Verdict {
 mod tests {
     use super::*;
 
-    fn ds(s: &str) -> Vec<u8> {
+    fn ds(s: &str) -> Digits {
         digits(s)
     }
 

@@ -1,7 +1,7 @@
 //! Table-driven recognizer cases: what must be found (entity and exact value) and look-alikes
 //! that must not be.
 
-use sentio_redact::{AnalyzeOptions, Engine};
+use sentio_redact::{AnalyzeOptions, Engine, Validation};
 
 fn found(engine: &Engine, text: &str) -> Vec<(String, String)> {
     engine
@@ -225,7 +225,7 @@ fn context_boost_and_explanation() {
     let e = &with[0].explanation;
     assert_eq!(e.pattern, "nanp_bare");
     assert_eq!(e.validator, Some("phone_nanp"));
-    assert_eq!(e.validation, "valid");
+    assert_eq!(e.validation, Validation::Valid);
     assert_eq!(e.context_words, vec!["phone".to_string()]);
     assert!((with[0].score - 0.55).abs() < 1e-6);
 }

@@ -8,7 +8,9 @@
 
 use std::sync::OnceLock;
 
-use sentio_redact::{Engine, Operator, Policy, PolicyError, PolicySpec, RequestScope};
+use sentio_redact::{
+    Engine, Operator, OperatorKind, Policy, PolicyError, PolicySpec, RequestScope, Validation,
+};
 
 mod bindings {
     wit_bindgen::generate!({
@@ -82,6 +84,25 @@ fn span(s: sentio_redact::Span) -> wit::Span {
     }
 }
 
+fn operator_kind(kind: OperatorKind) -> wit::OperatorKind {
+    match kind {
+        OperatorKind::Replace => wit::OperatorKind::Replace,
+        OperatorKind::Mask => wit::OperatorKind::Mask,
+        OperatorKind::Remove => wit::OperatorKind::Remove,
+        OperatorKind::Hash => wit::OperatorKind::Hash,
+        OperatorKind::Pseudonym => wit::OperatorKind::Pseudonym,
+        OperatorKind::Keep => wit::OperatorKind::Keep,
+    }
+}
+
+fn validation(v: Validation) -> wit::Validation {
+    match v {
+        Validation::Valid => wit::Validation::Valid,
+        Validation::ValidPrefix => wit::Validation::ValidPrefix,
+        Validation::NotChecked => wit::Validation::NotChecked,
+    }
+}
+
 fn result(r: sentio_redact::Redaction) -> wit::RedactionResult {
     wit::RedactionResult {
         redacted_text: r.redacted_text,
@@ -92,14 +113,14 @@ fn result(r: sentio_redact::Redaction) -> wit::RedactionResult {
                 entity_type: f.entity_type,
                 score: f.score,
                 recognizer: f.recognizer,
-                operator: f.operator.to_owned(),
+                operator: operator_kind(f.operator),
                 input: span(f.input),
                 output: span(f.output),
                 explanation: wit::Explanation {
                     pattern: f.explanation.pattern,
                     pattern_score: f.explanation.pattern_score,
                     validator: f.explanation.validator.map(str::to_owned),
-                    validation: f.explanation.validation.to_owned(),
+                    validation: validation(f.explanation.validation),
                     context_words: f.explanation.context_words,
                     context_boost: f.explanation.context_boost,
                 },
