@@ -624,8 +624,9 @@ fn validate_or_shorten(validator: ValidatorKind, text: &str, start: usize, end: 
         if !ends_group {
             continue;
         }
-        match validator.validate(text, start, start + i + c.len_utf8()) {
-            Verdict::Valid => return Verdict::ValidUntil(start + i + c.len_utf8()),
+        let cut = start + i + c.len_utf8();
+        match validator.validate(text, start, cut) {
+            Verdict::Valid => return Verdict::ValidUntil(cut),
             Verdict::ValidUntil(e) => return Verdict::ValidUntil(e),
             Verdict::Invalid(_) => {}
         }

@@ -455,27 +455,30 @@ mod tests {
     #[test]
     fn spans_in_any_order_count_from_the_start() {
         let text = "a😀béc😀";
-        let naive = |p: usize| {
-            let head = &text[..p];
-            [p, head.chars().count(), head.encode_utf16().count()]
-        };
-        // In order, touching, repeated, backwards, empty, and the whole text.
+        // In order, touching, repeated, backwards, the whole text, then empty ranges at both
+        // ends (the first asked for after the counter reached the end).
         let ranges = [
             (0, 1),
             (1, 5),
             (5, 6),
             (1, 5),
-            (0, 0),
             (6, 8),
             (0, 13),
+            (0, 0),
             (13, 13),
         ];
-        for (span, &(s, e)) in spans(text, ranges.into_iter()).iter().zip(&ranges) {
-            let (s, e) = (naive(s), naive(e));
-            assert_eq!(span.bytes, [s[0], e[0]]);
-            assert_eq!(span.chars, [s[1], e[1]], "{s:?}..{e:?}");
-            assert_eq!(span.utf16, [s[2], e[2]], "{s:?}..{e:?}");
+        let s = spans(text, ranges.into_iter());
+        for (span, range) in s[..6].iter().zip(&ranges) {
+            assert_eq!(span.bytes, [range.0, range.1]);
+            crate::invariants::check_span(text, span).unwrap();
         }
+        let at = |bytes, chars, utf16| Span {
+            bytes: [bytes, bytes],
+            chars: [chars, chars],
+            utf16: [utf16, utf16],
+        };
+        assert_eq!(s[6], at(0, 0, 0));
+        assert_eq!(s[7], at(13, 6, 8));
     }
 
     #[test]
