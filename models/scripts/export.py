@@ -33,6 +33,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
+from parity_here import parity_logits  # noqa: E402
 from train import LABELS, STUDENT_LAYERS, build_model, read_corpus  # noqa: E402
 
 VERSION = "2026.11.27"
@@ -148,10 +149,8 @@ def main() -> int:
 
         cases = []
         for text in parity_texts:
-            enc = tokenizer(text, truncation=True, max_length=MAX_TOKENS, return_tensors="np")
-            ids = enc["input_ids"].astype(np.int64)
-            logits = sess.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
-            cases.append({"text": text, "input_ids": ids[0].tolist(), "logits": [round(float(x), 6) for x in logits]})
+            ids = tokenizer(text, truncation=True, max_length=MAX_TOKENS)["input_ids"]
+            cases.append({"text": text, "input_ids": ids, "logits": parity_logits(sess, ids)})
         parity = {"model": spec["id"], "model_sha256": sha256(dest / "model.onnx"),
                   "reference": f"onnxruntime {ort.__version__}, CPU, batch 1", "cases": cases}
         (args.models / "parity" / f"{name}.json").write_text(json.dumps(parity, indent=1, ensure_ascii=False) + "\n")

@@ -23,6 +23,13 @@ import numpy as np
 import onnxruntime as ort
 
 
+def parity_logits(sess: ort.InferenceSession, input_ids: list[int]) -> list[float]:
+    """One parity case's logits as the references store them: batch 1, no padding, rounded."""
+    ids = np.array([input_ids], dtype=np.int64)
+    logits = sess.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
+    return [round(float(x), 6) for x in logits]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, required=True, help="the repository's models/ folder")
@@ -37,9 +44,7 @@ def main() -> int:
         sess = ort.InferenceSession(str(args.models / f"sentiment-{committed.stem}" / "model.onnx"), options,
                                     providers=["CPUExecutionProvider"])
         for case in parity["cases"]:
-            ids = np.array([case["input_ids"]], dtype=np.int64)
-            logits = sess.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
-            case["logits"] = [round(float(x), 6) for x in logits]
+            case["logits"] = parity_logits(sess, case["input_ids"])
         parity["reference"] = f"onnxruntime {ort.__version__}, CPU, batch 1, run on this machine"
         (args.out / committed.name).write_text(json.dumps(parity, indent=1, ensure_ascii=False) + "\n")
         print(f"{committed.stem}: {len(parity['cases'])} sentences -> {args.out / committed.name}", file=sys.stderr)
