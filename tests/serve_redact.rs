@@ -456,3 +456,66 @@ fn random_and_mangled_bodies_never_get_a_5xx() {
         }
     }
 }
+
+/// `sentio redact --file` (what models/scripts/prepare_data.py redacts the training corpus with)
+/// gives the endpoint's answer for each record, keeps the other fields, and names a bad line.
+#[test]
+fn the_cli_redacts_json_lines_as_the_endpoint_does() {
+    use std::io::Write as _;
+    let server = Server::start(&[]);
+    let texts = [
+        angry_message(),
+        "line one\nmail maria.g@example.com".to_owned(),
+    ];
+    let run = |input: String| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sentio"))
+            .args(["redact", "--format", "jsonl"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let input: String = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("{}\n", json!({"text": t, "id": i})))
+        .collect();
+    let out = run(input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), texts.len());
+    for (i, (line, text)) in lines.iter().zip(&texts).enumerate() {
+        let served = server.post_json("/redact", &json!({ "text": text }).to_string());
+        assert_eq!(served.status, 200);
+        assert_eq!(line["redacted_text"], served.json()["redacted_text"]);
+        assert_eq!(line["input"], json!({ "id": i }));
+    }
+    assert_eq!(lines[1]["redacted_text"], "line one\nmail <EMAIL_ADDRESS>");
+
+    let bad = run(format!(
+        "{}\n{}\n",
+        json!({"text": "ok"}),
+        json!({"body": "x"})
+    ));
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("line 2") && stderr.contains("`text`"),
+        "{stderr}"
+    );
+}

@@ -1,7 +1,7 @@
 //! `sentio`: run the system locally, redact from the shell.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,14 +71,18 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         idle_instance_timeout_ms: u64,
     },
-    /// Redact PII from text: an argument, or one text per line on stdin (JSON lines out).
+    /// Redact PII from text: an argument, a file or stdin; plain lines, JSON lines or CSV in;
+    /// JSON lines out (one /redact response per text, input fields under `input`).
     ///
     /// Examples:
     ///   sentio redact "call me at +44 20 7946 0958"
     ///   cat chats.txt | sentio redact --operators '{"DEFAULT": {"type": "mask", "keep_last": 2}}'
+    ///   sentio redact --file tickets.jsonl --text-field body > redacted.jsonl
     Redact {
-        /// The text; reads stdin line by line when absent.
+        /// The text; reads --file or stdin when absent.
         text: Option<String>,
+        #[command(flatten)]
+        input: batch::Input,
         /// Operators per entity type as JSON, as in the /redact API.
         #[arg(long)]
         operators: Option<String>,
@@ -290,9 +294,10 @@ fn main() -> Result<()> {
         }
         Command::Redact {
             text,
+            input,
             operators,
             score_threshold,
-        } => redact(text, operators, score_threshold),
+        } => redact(text, &input, operators, score_threshold),
         Command::Bench {
             what: BenchTarget::Redact { component, seconds },
         } => bench::run(&component, seconds),
@@ -502,6 +507,7 @@ fn serve(mut options: sentio_host::HostOptions, listen: SocketAddr) -> Result<()
 
 fn redact(
     text: Option<String>,
+    input: &batch::Input,
     operators: Option<String>,
     score_threshold: Option<f32>,
 ) -> Result<()> {
@@ -513,25 +519,32 @@ fn redact(
         Some(json) => serde_json::from_str(&json).context("--operators is not valid JSON")?,
         None => serde_json::json!({}),
     };
-    let run = |t: String| -> Result<()> {
-        let mut request = serde_json::json!({"text": t, "operators": operators});
+    let records = match text {
+        Some(text) => vec![batch::Record {
+            text,
+            fields: serde_json::Map::new(),
+        }],
+        None => batch::read_records(input)?,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (n, record) in records.into_iter().enumerate() {
+        let mut request = serde_json::json!({"text": record.text, "operators": operators});
         if let Some(s) = score_threshold {
             request["score_threshold"] = serde_json::json!(s);
         }
         let body = serde_json::to_vec(&request)?;
-        match sentio_core::redact_api::redact(&engine, &config, &body) {
-            Ok(response) => println!("{}", serde_json::to_string(&response)?),
-            Err(e) => bail!("{} ({})", e, e.field().unwrap_or("request")),
+        let mut response = match sentio_core::redact_api::redact(&engine, &config, &body) {
+            Ok(response) => serde_json::to_value(response)?,
+            Err(e) => bail!("text {}: {} ({})", n + 1, e, e.field().unwrap_or("request")),
+        };
+        if !record.fields.is_empty()
+            && let serde_json::Value::Object(map) = &mut response
+        {
+            map.insert("input".into(), serde_json::Value::Object(record.fields));
         }
-        Ok(())
-    };
-    match text {
-        Some(t) => run(t),
-        None => {
-            for line in std::io::stdin().lock().lines() {
-                run(line?)?;
-            }
-            Ok(())
-        }
+        serde_json::to_writer(&mut out, &response)?;
+        out.write_all(b"\n")?;
     }
+    out.flush()?;
+    Ok(())
 }

@@ -976,6 +976,15 @@ const NOT_NAMES: &[&str] = &[
     "impressed",
     "shocked",
     "lost",
+    // Seen redacted in the airline tweets ("it's Late Flight...", "I'm Cancelled."): words that
+    // carry the complaint.
+    "late",
+    "delayed",
+    "cancelled",
+    "canceled",
+    "stuck",
+    "stranded",
+    "early",
 ];
 
 fn person_name(span: &str) -> Verdict {

@@ -198,6 +198,8 @@ fn look_alikes_are_not_reported() {
         "order placed 14/03/2024",                    // a date without birth context
         "I'm Furious about this",                     // emotion, not a name
         "this is Ridiculous.",                        // emotion, not a name
+        "it's Late Flight... again",                  // the complaint, not a name
+        "I'm Stranded.",                              // the complaint, not a name
         "my order 12345678 is late",                  // bank digits without bank context
         "it costs 1,299.00 dollars",                  // money
         "routing 011000016",                          // ABA checksum fails
