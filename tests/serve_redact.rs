@@ -458,7 +458,8 @@ fn random_and_mangled_bodies_never_get_a_5xx() {
 }
 
 /// `sentio redact --file` (what models/scripts/prepare_data.py redacts the training corpus with)
-/// gives the endpoint's answer for each record, keeps the other fields, and names a bad line.
+/// gives `/redact`'s answer for each record, which is also the text `/classify-sentiment` hands the
+/// model; it keeps the other fields and names a bad line.
 #[test]
 fn the_cli_redacts_json_lines_as_the_endpoint_does() {
     use std::io::Write as _;
@@ -504,6 +505,10 @@ fn the_cli_redacts_json_lines_as_the_endpoint_does() {
         assert_eq!(served.status, 200);
         assert_eq!(line["redacted_text"], served.json()["redacted_text"]);
         assert_eq!(line["input"], json!({ "id": i }));
+        let classified =
+            server.post_json("/classify-sentiment", &json!({ "text": text }).to_string());
+        assert_eq!(classified.status, 200);
+        assert_eq!(line["redacted_text"], classified.json()["redacted_text"]);
     }
     assert_eq!(lines[1]["redacted_text"], "line one\nmail <EMAIL_ADDRESS>");
 
