@@ -1,5 +1,6 @@
 //! `sentio classify` and `sentio eval`: the edge's redact-then-classify path run natively over
-//! files (plain text lines, JSON lines or CSV), in model batches, with a progress line.
+//! files (plain text lines, JSON lines or CSV), in model batches, with a progress line. The input
+//! reading is shared with `sentio redact`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
@@ -98,8 +99,26 @@ fn open(input: &Input) -> Result<Box<dyn std::io::Read>> {
     }
 }
 
+/// The edge settings from `SENTIO_<NAME>` environment variables (the hash key, limits, ...).
+pub fn edge_config_from_env() -> Result<sentio_core::EdgeConfig> {
+    Ok(sentio_core::EdgeConfig::from_lookup(|name| {
+        std::env::var(format!("SENTIO_{}", name.to_ascii_uppercase())).ok()
+    })?)
+}
+
+/// The records to work on: the text given as an argument, or else every record of `input`.
+pub fn records(text: Option<String>, input: &Input) -> Result<Vec<Record>> {
+    match text {
+        Some(text) => Ok(vec![Record {
+            text,
+            fields: Map::new(),
+        }]),
+        None => read_records(input),
+    }
+}
+
 /// Reads every record (files of chat messages fit in memory; the progress line needs a total).
-pub fn read_records(input: &Input) -> Result<Vec<Record>> {
+fn read_records(input: &Input) -> Result<Vec<Record>> {
     let reader = open(input)?;
     let field = &input.text_field;
     let mut records = Vec::new();
@@ -211,9 +230,7 @@ pub fn score(
     mut each: impl FnMut(&Record, &sentio_core::sentiment_api::TextSentiment) -> Result<()>,
 ) -> Result<()> {
     let engine = Engine::builtin()?;
-    let config = sentio_core::EdgeConfig::from_lookup(|name| {
-        std::env::var(format!("SENTIO_{}", name.to_ascii_uppercase())).ok()
-    })?;
+    let config = edge_config_from_env()?;
     let policy = sentio_core::sentiment_api::sentiment_policy(&engine, &config)?;
     let options = ClassifyOptions {
         sentences: false,
@@ -240,13 +257,7 @@ pub fn classify(
     model: &ModelChoice,
     force_progress: bool,
 ) -> Result<()> {
-    let records = match text {
-        Some(text) => vec![Record {
-            text,
-            fields: Map::new(),
-        }],
-        None => read_records(input)?,
-    };
+    let records = records(text, input)?;
     let classifier = model.load()?;
     let mut progress = Progress::new(records.len(), force_progress && records.len() > 1);
     let stdout = std::io::stdout();

@@ -512,20 +512,12 @@ fn redact(
     score_threshold: Option<f32>,
 ) -> Result<()> {
     let engine = sentio_redact::Engine::builtin()?;
-    let config = sentio_core::EdgeConfig::from_lookup(|name| {
-        std::env::var(format!("SENTIO_{}", name.to_ascii_uppercase())).ok()
-    })?;
+    let config = batch::edge_config_from_env()?;
     let operators: serde_json::Value = match operators {
         Some(json) => serde_json::from_str(&json).context("--operators is not valid JSON")?,
         None => serde_json::json!({}),
     };
-    let records = match text {
-        Some(text) => vec![batch::Record {
-            text,
-            fields: serde_json::Map::new(),
-        }],
-        None => batch::read_records(input)?,
-    };
+    let records = batch::records(text, input)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (n, record) in records.into_iter().enumerate() {
         let mut request = serde_json::json!({"text": record.text, "operators": operators});
