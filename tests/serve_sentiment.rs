@@ -133,6 +133,16 @@ fn odd_texts_have_defined_answers() {
         );
         probabilities_sum_to_one(&r.json()["scores"]);
     }
+    // Emoji reach the model by name ("enraged face"); as `[UNK]` every emoji-only message got
+    // the same answer, positive.
+    for (text, label) in [("😡😡😡", "negative"), ("😍", "positive")] {
+        let v = classify(&server, json!({ "text": text })).json();
+        assert_eq!(v["label"], label, "{text}: {v}");
+        assert_eq!(
+            v["redacted_text"], text,
+            "the names are the model's input only"
+        );
+    }
     // 100 KB: chunked into many model inputs, sentence results capped.
     let long = "The delivery was late again and support did not help me at all. ".repeat(1600);
     assert!(long.len() > 100_000);

@@ -2,8 +2,9 @@
 //!
 //! The shape follows text-embeddings-inference: a [`Backend`] turns a padded batch of token ids into
 //! logits (tract here, onnxruntime in the heavy tier), and a [`Pipeline`] owns everything around it:
-//! WordPiece tokenization, chunking of long texts, sentence splitting, batching by length and
-//! temperature-calibrated probabilities. Callers hold a [`Classifier`], which every pipeline is.
+//! emoji spelled out by name, WordPiece tokenization, chunking of long texts, sentence splitting,
+//! batching by length and temperature-calibrated probabilities. Callers hold a [`Classifier`],
+//! which every pipeline is.
 //!
 //! Nothing here touches HTTP, files or clocks beyond `Instant`: the crate builds for native and
 //! `wasm32-wasip2` alike, and model bytes are handed in by the caller, except with the
@@ -13,6 +14,7 @@ mod backend;
 mod config;
 #[cfg(feature = "edge-student")]
 mod edge_student;
+mod emoji;
 mod error;
 #[cfg(feature = "ort")]
 mod ort_backend;
@@ -25,6 +27,7 @@ pub use backend::{Backend, TokenBatch};
 pub use config::{ModelConfig, ModelInfo};
 #[cfg(feature = "edge-student")]
 pub use edge_student::edge_student;
+pub use emoji::describe_emoji;
 pub use error::ModelError;
 #[cfg(feature = "ort")]
 pub use ort_backend::OrtBackend;

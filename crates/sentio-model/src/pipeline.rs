@@ -203,9 +203,10 @@ impl<B: Backend> Pipeline<B> {
         Scores::from_probabilities(&exp.iter().map(|e| e / sum).collect::<Vec<_>>())
     }
 
-    /// Tokenizes `text` into model inputs appended to `out`; returns its content token count.
+    /// Tokenizes `text` (emoji spelled out) into model inputs appended to `out`; returns its
+    /// content token count.
     fn push_segments(&self, text: &str, out: &mut Vec<Segment>) -> Result<usize, ModelError> {
-        let tokens = self.tokenizer.token_ids(text)?;
+        let tokens = self.tokenizer.token_ids(&self.tokenizer.model_text(text))?;
         for chunk in self.tokenizer.chunks(&tokens) {
             out.push(Segment {
                 weight: chunk.content_tokens.max(1) as f32,

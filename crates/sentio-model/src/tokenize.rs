@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use tokenizers::Tokenizer;
 
 use crate::{ModelConfig, ModelError};
@@ -48,7 +50,14 @@ impl WordPiece {
         self.pad
     }
 
-    /// Content token ids of `text`, without special tokens.
+    /// What the model reads for `text`: emoji the vocabulary lacks spelled out by name
+    /// ([`crate::describe_emoji`]); text without them is returned as it is.
+    pub fn model_text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        crate::describe_emoji(text, |symbol| self.tokenizer.token_to_id(symbol).is_some())
+    }
+
+    /// Content token ids of `text`, without special tokens (the tokenizer alone: callers that
+    /// classify pass [`Self::model_text`]).
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, ModelError> {
         let encoding = self
             .tokenizer

@@ -74,3 +74,35 @@ fn long_texts_are_chunked_and_sentences_capped() {
         );
     }
 }
+
+/// Emoji reach the model by name (the vocabulary has none of these, and the training texts had
+/// no emoji): before, every one of these messages was the same `[UNK]` and got the same answer.
+#[test]
+fn emoji_reach_the_model_by_name() {
+    let model = student();
+    let options = ClassifyOptions {
+        sentences: false,
+        max_sentences: 0,
+    };
+    let cases = [
+        ("😡", Label::Negative),
+        ("😡😡😡", Label::Negative),
+        ("👎", Label::Negative),
+        ("😭", Label::Negative),
+        ("💔", Label::Negative),
+        ("😍", Label::Positive),
+        ("🙂", Label::Positive),
+        ("😊😊", Label::Positive),
+        ("thanks 👍🏽", Label::Positive),
+    ];
+    let texts: Vec<&str> = cases.iter().map(|(text, _)| *text).collect();
+    let results = model.classify(&texts, &options).unwrap();
+    for ((text, want), got) in cases.iter().zip(&results) {
+        assert_eq!(got.label, *want, "{text:?}: {:?}", got.scores);
+    }
+    // An emoji glued to a word no longer hides the word: "service👍" was one `[UNK]`.
+    let glued = model.classify(&["great service👍"], &options).unwrap();
+    let spaced = model.classify(&["great service 👍"], &options).unwrap();
+    assert_eq!(glued[0].tokens, spaced[0].tokens);
+    assert_eq!(glued[0].scores, spaced[0].scores);
+}
