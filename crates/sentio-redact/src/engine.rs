@@ -612,7 +612,10 @@ const MAX_SHORTEN_SPAN: usize = 64;
 /// ("+44 20 7946 0958 00:1A:..." swallowed the next token), longest first.
 fn validate_or_shorten(validator: ValidatorKind, text: &str, start: usize, end: usize) -> Verdict {
     let verdict = validator.validate(text, start, end);
-    if !matches!(verdict, Verdict::Invalid(_)) || end - start > MAX_SHORTEN_SPAN {
+    if !matches!(verdict, Verdict::Invalid(_))
+        || end - start > MAX_SHORTEN_SPAN
+        || !validator.judges_prefixes()
+    {
         return verdict;
     }
     // Longest first: walk back from the end, trying each cut after a word character that a

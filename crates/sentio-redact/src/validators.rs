@@ -31,6 +31,7 @@ pub enum ValidatorKind {
     AbaRouting,
     UkNhs,
     PersonName,
+    StreetAddress,
 }
 
 /// A validator's answer for one candidate span.
@@ -63,7 +64,14 @@ impl ValidatorKind {
             Self::AbaRouting => "aba_routing",
             Self::UkNhs => "uk_nhs",
             Self::PersonName => "person_name",
+            Self::StreetAddress => "street_address",
         }
+    }
+
+    /// Whether a prefix of a rejected match may be tried instead. Not for a street address: its
+    /// pattern ends at the street-type word, so a shorter span ("100 Driverless Cars") has none.
+    pub fn judges_prefixes(self) -> bool {
+        !matches!(self, Self::StreetAddress)
     }
 
     /// Validates `text[start..end]`.
@@ -88,6 +96,7 @@ impl ValidatorKind {
             Self::AbaRouting => aba_routing(&digits(span)),
             Self::UkNhs => uk_nhs(&digits(span)),
             Self::PersonName => person_name(span),
+            Self::StreetAddress => street_address(span),
         }
     }
 }
@@ -532,6 +541,10 @@ fn ipv6(span: &str) -> Verdict {
     if addr.matches(':').count() < 2 {
         return Verdict::Invalid("fewer than two colons");
     }
+    // "::" alone parses (the unspecified address) but in text it is punctuation: "Car :: Driver".
+    if !addr.bytes().any(|b| b.is_ascii_hexdigit()) {
+        return Verdict::Invalid("colons without a hex digit");
+    }
     verdict(
         addr.parse::<std::net::Ipv6Addr>().is_ok(),
         "not an IPv6 address",
@@ -640,6 +653,10 @@ fn email_obfuscated(span: &str) -> Verdict {
     let rebuilt = deobfuscate_email(span);
     if rebuilt.matches('@').count() != 1 {
         return Verdict::Invalid("not exactly one at");
+    }
+    // "registered it at www.example.com": a web site, not a mail domain.
+    if rebuilt.contains("@www.") {
+        return Verdict::Invalid("a web address after \"at\", not a mail domain");
     }
     email(&rebuilt)
 }
@@ -997,6 +1014,22 @@ fn person_name(span: &str) -> Verdict {
         !NOT_NAMES.contains(&first.as_str()) && span.chars().count() >= 2,
         "a common word, not a name",
     )
+}
+
+/// Words that do not occur inside a street name but do in a sentence that happens to run from a
+/// number to a street-type word: "Put 100 Driverless Cars On The Road".
+const NOT_IN_STREET_NAMES: &[&str] = &[
+    "on", "in", "to", "of", "for", "and", "by", "at", "is", "are", "was", "were", "with", "from",
+    "into", "about", "my", "your", "our", "their",
+];
+
+fn street_address(span: &str) -> Verdict {
+    let function_word = span.split_whitespace().any(|word| {
+        NOT_IN_STREET_NAMES
+            .iter()
+            .any(|w| word.trim_end_matches([',', '.']).eq_ignore_ascii_case(w))
+    });
+    verdict(!function_word, "a sentence, not a street name")
 }
 
 #[cfg(test)]

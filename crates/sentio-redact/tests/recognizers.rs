@@ -164,6 +164,22 @@ fn true_positives() {
             "STREET_ADDRESS",
             "1600 Pennsylvania Avenue",
         ),
+        (
+            "deliver to 123 N. Main St.",
+            "STREET_ADDRESS",
+            "123 N. Main St.",
+        ),
+        (
+            "I live at 851 O'Farrell Street",
+            "STREET_ADDRESS",
+            "851 O'Farrell Street",
+        ),
+        ("loopback ::1 answers", "IP_ADDRESS", "::1"),
+        (
+            "write to john at gmail.com",
+            "EMAIL_ADDRESS",
+            "john at gmail.com",
+        ),
     ];
     let mut failures = Vec::new();
     for (text, entity, value) in cases {
@@ -206,6 +222,11 @@ fn look_alikes_are_not_reported() {
         "NHS 943 476 5918",                           // mod 11 fails
         "the product code is ABC-123-XYZ",
         "hello there, how are you",
+        // Seen in the training corpus's tweets, each once reported:
+        "Horseless Carriage : Car :: Driverless Car : ???", // an analogy, not IPv6 "::"
+        "(Drake ::minor freak out::)",
+        "Volvo Is About To Put 100 Driverless Cars On The Road In Sweden", // a headline
+        "3 car collision at Kennedy & 275 Ramp. Center lane.",             // two sentences
     ];
     let mut failures = Vec::new();
     for text in cases {
@@ -215,6 +236,16 @@ fn look_alikes_are_not_reported() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn a_web_site_after_at_is_a_url_not_an_email() {
+    let engine = Engine::builtin().unwrap();
+    let text = "i've registered this unit at www.apexdigital.com and listed the problem";
+    assert_eq!(
+        found(&engine, text),
+        vec![("URL".to_owned(), "www.apexdigital.com".to_owned())]
+    );
 }
 
 #[test]
