@@ -91,7 +91,8 @@ pub fn redact_text(data: &[u8]) {
     }
 }
 
-/// Arbitrary text through the student's WordPiece tokenizer and the chunker the pipeline uses.
+/// Arbitrary text through what the pipeline does before the model: emoji spelled out (idempotent:
+/// the names are plain words), the student's WordPiece tokenizer and the chunker.
 pub fn tokenize(data: &[u8]) {
     static TOKENIZER: OnceLock<(WordPiece, ModelConfig)> = OnceLock::new();
     let (tokenizer, config) = TOKENIZER.get_or_init(|| {
@@ -102,7 +103,15 @@ pub fn tokenize(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let ids = tokenizer.token_ids(text).expect("any UTF-8 text tokenizes");
+    let model_text = tokenizer.model_text(text);
+    assert_eq!(
+        tokenizer.model_text(&model_text),
+        model_text.as_ref(),
+        "spelling out emoji twice changed the text"
+    );
+    let ids = tokenizer
+        .token_ids(&model_text)
+        .expect("any UTF-8 text tokenizes");
     let chunks = tokenizer.chunks(&ids);
     assert!(!chunks.is_empty());
     let mut covered = 0;
