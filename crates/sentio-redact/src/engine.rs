@@ -494,8 +494,8 @@ impl Engine {
                     out.push(c);
                 }
                 _ => {
-                    pos =
-                        next_word_start(text, match_start).unwrap_or(match_end.max(match_start + 1))
+                    pos = next_word_start(text, match_start, match_end)
+                        .unwrap_or(match_end.max(match_start + 1))
                 }
             }
             while pos < text.len() && !text.is_char_boundary(pos) {
@@ -658,10 +658,12 @@ fn next_match(
     }
 }
 
-/// Byte offset of the first word character after `pos` that follows a non-word character.
-fn next_word_start(text: &str, pos: usize) -> Option<usize> {
+/// Byte offset of the first word character in `pos..until` (after `pos`) that follows a
+/// non-word character. Bounded: searching on to the end of the text after every rejected match
+/// made a text without words (200 KB of ":") quadratic.
+fn next_word_start(text: &str, pos: usize, until: usize) -> Option<usize> {
     let mut prev_is_word = true;
-    for (i, c) in text[pos..].char_indices().skip(1) {
+    for (i, c) in text[pos..until].char_indices().skip(1) {
         let w = is_word_char(c);
         if w && !prev_is_word {
             return Some(pos + i);
@@ -679,19 +681,19 @@ fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
             .then(a.recognizer.cmp(&b.recognizer))
             .then(a.start.cmp(&b.start))
     });
-    // Kept candidates are compacted to the front in place: no second vector.
-    let mut kept = 0;
-    for i in 0..candidates.len() {
-        let c = candidates[i];
-        if candidates[..kept]
-            .iter()
-            .all(|k| c.end <= k.start || c.start >= k.end)
-        {
-            candidates[kept] = c;
-            kept += 1;
+    // What is kept stays disjoint, so the kept span starting last before a candidate's end is
+    // the only one that can overlap it (a lookup, not a scan of everything kept so far).
+    let mut covered: BTreeMap<usize, usize> = BTreeMap::new();
+    candidates.retain(|c| {
+        let free = covered
+            .range(..c.end)
+            .next_back()
+            .is_none_or(|(_, &covered_end)| covered_end <= c.start);
+        if free {
+            covered.insert(c.start, c.end);
         }
-    }
-    candidates.truncate(kept);
+        free
+    });
     candidates.sort_by_key(|d| d.start);
     candidates
 }
@@ -704,28 +706,49 @@ fn propagate_repeats<'k>(
     kept: &mut Vec<Candidate>,
     known: impl Iterator<Item = (&'k str, Candidate)>,
 ) {
+    // `kept` is disjoint, so the covered span starting last before a span's end is the only one
+    // that can overlap it: a lookup here, where a scan of `kept` per occurrence made a text of
+    // thousands of equal findings cubic ("ab:" × 8,000 took 2.8 s).
+    let mut covered: BTreeMap<usize, usize> = kept.iter().map(|c| (c.start, c.end)).collect();
+    // Each value once: the first template to claim a value covers all its free occurrences, so a
+    // later one with the same value would find none.
+    let mut propagated: std::collections::HashSet<&str> = std::collections::HashSet::new();
     // By index, not by a copied list: `kept` grows as repeats are added after these.
     let found_here = kept.len();
     let mut added = false;
     for i in 0..found_here {
         let template = kept[i];
-        added |= add_repeats(text, &text[template.start..template.end], template, kept);
+        let value = &text[template.start..template.end];
+        if propagated.insert(value) {
+            added |= add_repeats(text, value, template, kept, &mut covered);
+        }
     }
     for (value, template) in known {
-        added |= add_repeats(text, value, template, kept);
+        if propagated.insert(value) {
+            added |= add_repeats(text, value, template, kept, &mut covered);
+        }
     }
     if added {
         kept.sort_by_key(|c| c.start);
     }
 }
 
-/// Adds a repeat of `template` wherever `value` occurs in `text` outside the kept candidates;
+/// Adds a repeat of `template` wherever `value` occurs in `text` outside the covered spans;
 /// whether it added any.
-fn add_repeats(text: &str, value: &str, template: Candidate, kept: &mut Vec<Candidate>) -> bool {
+fn add_repeats(
+    text: &str,
+    value: &str,
+    template: Candidate,
+    kept: &mut Vec<Candidate>,
+    covered: &mut BTreeMap<usize, usize>,
+) -> bool {
     let mut added = false;
     for start in occurrences(text, value) {
         let end = start + value.len();
-        let free = kept.iter().all(|k| end <= k.start || start >= k.end);
+        let free = covered
+            .range(..end)
+            .next_back()
+            .is_none_or(|(_, &covered_end)| covered_end <= start);
         if free && stands_apart(text, start, end) {
             kept.push(Candidate {
                 start,
@@ -733,6 +756,7 @@ fn add_repeats(text: &str, value: &str, template: Candidate, kept: &mut Vec<Cand
                 repeat: true,
                 ..template
             });
+            covered.insert(start, end);
             added = true;
         }
     }
@@ -778,29 +802,45 @@ fn bounded_by(text: &str, start: usize, end: usize, is_word: fn(char) -> bool) -
         && (!word(span.chars().next_back()) || !word(text[end..].chars().next()))
 }
 
-/// The slice of `text` holding up to `n` words before `pos`.
+/// The most bytes a context window gives each word. Chat words are short; without a cap, a text
+/// with no whitespace (200 KB of "ab:ab:…") made every candidate's window the whole text before
+/// it, and the engine quadratic.
+const MAX_BYTES_PER_WORD: usize = 64;
+
+/// The slice of `text` holding up to `n` words before `pos`, at most `n` × [`MAX_BYTES_PER_WORD`]
+/// bytes (then starting after a non-alphanumeric character, so no word is cut in two).
 fn words_before(text: &str, pos: usize, n: usize) -> &str {
-    let head = &text[..pos];
+    let mut floor = pos.saturating_sub(n * MAX_BYTES_PER_WORD);
+    while !text.is_char_boundary(floor) {
+        floor -= 1;
+    }
+    let head = &text[floor..pos];
     let mut words = 0;
     let mut in_word = false;
-    let mut cut = 0;
     for (i, c) in head.char_indices().rev() {
         let w = !c.is_whitespace();
         if w && !in_word {
             words += 1;
             if words > n {
-                cut = i + c.len_utf8();
-                break;
+                return &head[i + c.len_utf8()..];
             }
         }
         in_word = w;
     }
-    &head[cut..]
+    if floor == 0 {
+        return head;
+    }
+    head.find(|c: char| !c.is_alphanumeric())
+        .map_or("", |i| &head[i..])
 }
 
-/// The slice of `text` holding up to `n` words after `pos`.
+/// The slice of `text` holding up to `n` words after `pos`, capped like [`words_before`].
 fn words_after(text: &str, pos: usize, n: usize) -> &str {
-    let tail = &text[pos..];
+    let mut ceiling = (pos + n * MAX_BYTES_PER_WORD).min(text.len());
+    while !text.is_char_boundary(ceiling) {
+        ceiling += 1;
+    }
+    let tail = &text[pos..ceiling];
     let mut words = 0;
     let mut in_word = false;
     for (i, c) in tail.char_indices() {
@@ -813,7 +853,11 @@ fn words_after(text: &str, pos: usize, n: usize) -> &str {
         }
         in_word = w;
     }
-    tail
+    if ceiling == text.len() {
+        return tail;
+    }
+    tail.rfind(|c: char| !c.is_alphanumeric())
+        .map_or("", |i| &tail[..i])
 }
 
 /// Finds a recognizer's context (or reject) words in a window of text in one pass: ASCII
