@@ -2,11 +2,19 @@
 
 use std::path::PathBuf;
 
-use sentio_model::{Classifier, ClassifyOptions, Label, TractPipeline};
+use std::sync::{Arc, Mutex};
+
+use sentio_model::{
+    Backend, Classifier, ClassifyOptions, Label, ModelConfig, ModelError, Pipeline, TokenBatch,
+    TractBackend, TractPipeline, WordPiece,
+};
+
+fn read(name: &str) -> Vec<u8> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/sentiment-student");
+    std::fs::read(dir.join(name)).unwrap()
+}
 
 fn student() -> TractPipeline {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/sentiment-student");
-    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
     TractPipeline::load(
         &read("model.onnx"),
         &read("tokenizer.json"),
@@ -105,4 +113,61 @@ fn emoji_reach_the_model_by_name() {
     let spaced = model.classify(&["great service 👍"], &options).unwrap();
     assert_eq!(glued[0].tokens, spaced[0].tokens);
     assert_eq!(glued[0].scores, spaced[0].scores);
+}
+
+/// The student's backend, recording the shape (rows, columns) of every batch it runs.
+struct ShapeRecorder {
+    inner: TractBackend,
+    shapes: Arc<Mutex<Vec<(usize, usize)>>>,
+}
+
+impl Backend for ShapeRecorder {
+    fn engine(&self) -> &'static str {
+        self.inner.engine()
+    }
+    fn max_batch(&self) -> usize {
+        self.inner.max_batch()
+    }
+    fn logits(&self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.shapes.lock().unwrap().push((batch.rows, batch.cols));
+        self.inner.logits(batch)
+    }
+}
+
+#[test]
+fn sentences_are_not_padded_to_the_whole_message() {
+    let config = ModelConfig::from_json(&read("config.json")).unwrap();
+    let shapes = Arc::new(Mutex::new(Vec::new()));
+    let recorder = ShapeRecorder {
+        inner: TractBackend::load(&read("model.onnx"), config.labels.len()).unwrap(),
+        shapes: Arc::clone(&shapes),
+    };
+    let tokenizer = WordPiece::from_json(&read("tokenizer.json"), &config).unwrap();
+    let model = Pipeline::new(recorder, tokenizer, config, String::new()).unwrap();
+    let text = "I have been on hold for two hours. Worst airline ever. The crew was rude.";
+    let result = model
+        .classify(&[text], &ClassifyOptions::default())
+        .unwrap()
+        .remove(0);
+    assert_eq!(result.sentences.len(), 3);
+    let shapes = shapes.lock().unwrap().clone();
+    // The message (all 3 sentences' tokens) runs apart from its sentences, which batch together:
+    // one batch padded every sentence to the message's length, 4 × the message's token slots.
+    let message_columns = result.tokens + 2;
+    assert!(shapes.contains(&(1, message_columns)), "{shapes:?}");
+    let slots: usize = shapes.iter().map(|(rows, cols)| rows * cols).sum();
+    assert!(slots < 3 * message_columns, "{shapes:?}");
+    // And the answers are those of each sentence classified alone.
+    let plain = student();
+    for sentence in &result.sentences {
+        let alone = plain
+            .classify(
+                &[&text[sentence.range.clone()]],
+                &ClassifyOptions::default(),
+            )
+            .unwrap()
+            .remove(0);
+        assert_eq!(alone.label, sentence.label);
+        assert!((alone.scores.negative - sentence.scores.negative).abs() < 1e-4);
+    }
 }
