@@ -30,6 +30,8 @@ pub enum ValidatorKind {
     DateOfBirth,
     AbaRouting,
     UkNhs,
+    UsItin,
+    UkNino,
     PersonName,
     StreetAddress,
 }
@@ -63,6 +65,8 @@ impl ValidatorKind {
             Self::DateOfBirth => "date_of_birth",
             Self::AbaRouting => "aba_routing",
             Self::UkNhs => "uk_nhs",
+            Self::UsItin => "us_itin",
+            Self::UkNino => "uk_nino",
             Self::PersonName => "person_name",
             Self::StreetAddress => "street_address",
         }
@@ -95,6 +99,8 @@ impl ValidatorKind {
             Self::DateOfBirth => date_of_birth(span),
             Self::AbaRouting => aba_routing(&digits(span)),
             Self::UkNhs => uk_nhs(&digits(span)),
+            Self::UsItin => us_itin(&digits(span)),
+            Self::UkNino => uk_nino(span),
             Self::PersonName => person_name(span),
             Self::StreetAddress => street_address(span),
         }
@@ -814,6 +820,52 @@ fn uk_nhs(d: &[u8]) -> Verdict {
     )
 }
 
+/// IRS Individual Taxpayer Identification Number: 9 digits, the first a 9, the middle pair in
+/// the ranges the IRS assigns (50–65, 70–88, 90–92, 94–99), so no SSN is ever one.
+fn us_itin(d: &[u8]) -> Verdict {
+    if d.len() != 9 || d[0] != 9 {
+        return Verdict::Invalid("not 9 digits starting with 9");
+    }
+    let group = d[3] * 10 + d[4];
+    verdict(
+        matches!(group, 50..=65 | 70..=88 | 90..=92 | 94..=99),
+        "middle digits outside the ITIN ranges",
+    )
+}
+
+/// UK National Insurance number: two prefix letters, six digits, a suffix A–D. HMRC never
+/// issues D, F, I, Q, U or V as either prefix letter, O as the second, nor the prefixes BG, GB,
+/// KN, NK, NT, TN and ZZ.
+fn uk_nino(span: &str) -> Verdict {
+    let chars: SmallVec<[char; 9]> = span
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    let [first, second, ref digits @ .., suffix] = chars[..] else {
+        return Verdict::Invalid("not two letters, six digits and a letter");
+    };
+    if digits.len() != 6 || !digits.iter().all(|c| digit_value(*c).is_some()) {
+        return Verdict::Invalid("not two letters, six digits and a letter");
+    }
+    if "DFIQUV".contains(first) || "DFIOQUV".contains(second) {
+        return Verdict::Invalid("a prefix letter HMRC never issues");
+    }
+    const NEVER_ISSUED: [[char; 2]; 7] = [
+        ['B', 'G'],
+        ['G', 'B'],
+        ['K', 'N'],
+        ['N', 'K'],
+        ['N', 'T'],
+        ['T', 'N'],
+        ['Z', 'Z'],
+    ];
+    if NEVER_ISSUED.contains(&[first, second]) {
+        return Verdict::Invalid("a prefix HMRC never issues");
+    }
+    verdict(('A'..='D').contains(&suffix), "suffix not A–D")
+}
+
 fn month_from_name(word: &str) -> Option<u32> {
     const MONTHS: [&str; 12] = [
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
@@ -1052,6 +1104,35 @@ mod tests {
             ("1", false),
         ] {
             assert_eq!(luhn_valid(&ds(number)), valid, "{number}");
+        }
+    }
+
+    #[test]
+    fn itin_and_nino_tables() {
+        for (number, valid) in [
+            ("912-70-1234", true),
+            ("900-50-0000", true),
+            ("999-99-9999", true),
+            ("912-66-1234", false), // 66–69 unassigned
+            ("912-89-1234", false),
+            ("912-93-1234", false),
+            ("812-70-1234", false), // not 9xx
+            ("912-70-123", false),
+        ] {
+            assert_eq!(us_itin(&ds(number)) == Verdict::Valid, valid, "{number}");
+        }
+        for (nino, valid) in [
+            ("AB 12 34 56 C", true),
+            ("jg103759a", true),
+            ("AB123456D", true),
+            ("AB123456E", false), // suffix A–D only
+            ("QQ123456C", false), // Q never first
+            ("AO123456C", false), // O never second
+            ("GB123456A", false),
+            ("ZZ123456A", false),
+            ("AB12345C", false),
+        ] {
+            assert_eq!(uk_nino(nino) == Verdict::Valid, valid, "{nino}");
         }
     }
 

@@ -180,6 +180,29 @@ fn true_positives() {
             "EMAIL_ADDRESS",
             "john at gmail.com",
         ),
+        // Presidio's other US/UK identity numbers.
+        ("my ITIN is 912-70-1234", "US_ITIN", "912-70-1234"),
+        ("itin 900 94 5678 thanks", "US_ITIN", "900 94 5678"),
+        ("taxpayer id 988881234", "US_ITIN", "988881234"),
+        // Called an SSN by the customer, but 9xx-70-… is only ever an ITIN.
+        ("ssn 912-70-1234", "US_ITIN", "912-70-1234"),
+        ("my NI number is AB 12 34 56 C", "UK_NINO", "AB 12 34 56 C"),
+        ("JG 10 37 59 A on file", "UK_NINO", "JG 10 37 59 A"),
+        ("nino ab123456c", "UK_NINO", "ab123456c"),
+        ("passport number 123456789", "US_PASSPORT", "123456789"),
+        ("Passport: A12345678", "US_PASSPORT", "A12345678"),
+        (
+            "my driver's license is D1234567",
+            "US_DRIVER_LICENSE",
+            "D1234567",
+        ),
+        ("DL# 123456789", "US_DRIVER_LICENSE", "123456789"),
+        // A bare 10 digits after an inflected "call" word.
+        (
+            "the driver called me from 4155552671",
+            "PHONE_NUMBER",
+            "4155552671",
+        ),
     ];
     let mut failures = Vec::new();
     for (text, entity, value) in cases {
@@ -222,6 +245,15 @@ fn look_alikes_are_not_reported() {
         "NHS 943 476 5918",                           // mod 11 fails
         "the product code is ABC-123-XYZ",
         "hello there, how are you",
+        "itin 912-93-1234",           // middle digits 93: never an ITIN
+        "order 912-70-1234 shipped",  // reject word
+        "NI number QQ 12 34 56 C",    // QQ: HMRC's specimen prefix, never issued
+        "insurance no GB 12 34 56 A", // GB: never issued
+        "code SN123456A",             // compact, no context: a product code
+        "ticket 123456789 is open",   // nine digits without a passport word
+        "Flight UA123456 driver",     // the driver is not a licence
+        "driver number 12345678 was rude",
+        "software license key A1234567", // a licence key
         // Seen in the training corpus's tweets, each once reported:
         "Horseless Carriage : Car :: Driverless Car : ???", // an analogy, not IPv6 "::"
         "(Drake ::minor freak out::)",
