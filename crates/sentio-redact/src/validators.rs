@@ -32,6 +32,8 @@ pub enum ValidatorKind {
     UkNhs,
     UsItin,
     UkNino,
+    UkPostcode,
+    UsZip,
     PersonName,
     StreetAddress,
 }
@@ -67,6 +69,8 @@ impl ValidatorKind {
             Self::UkNhs => "uk_nhs",
             Self::UsItin => "us_itin",
             Self::UkNino => "uk_nino",
+            Self::UkPostcode => "uk_postcode",
+            Self::UsZip => "us_zip",
             Self::PersonName => "person_name",
             Self::StreetAddress => "street_address",
         }
@@ -101,6 +105,8 @@ impl ValidatorKind {
             Self::UkNhs => uk_nhs(&digits(span)),
             Self::UsItin => us_itin(&digits(span)),
             Self::UkNino => uk_nino(span),
+            Self::UkPostcode => uk_postcode(span),
+            Self::UsZip => us_zip(&digits(span)),
             Self::PersonName => person_name(span),
             Self::StreetAddress => street_address(span),
         }
@@ -866,6 +872,41 @@ fn uk_nino(span: &str) -> Verdict {
     verdict(('A'..='D').contains(&suffix), "suffix not A–D")
 }
 
+/// The 124 postcode areas (the UK's 121, Guernsey, Jersey, the Isle of Man): a postcode's
+/// leading letters must name one, which turns "looks like a postcode" (`AB1 2CD`-shaped codes are common) into
+/// one that mail can reach.
+const UK_POSTCODE_AREAS: &[&str] = &[
+    "AB", "AL", "B", "BA", "BB", "BD", "BH", "BL", "BN", "BR", "BS", "BT", "CA", "CB", "CF", "CH",
+    "CM", "CO", "CR", "CT", "CV", "CW", "DA", "DD", "DE", "DG", "DH", "DL", "DN", "DT", "DY", "E",
+    "EC", "EH", "EN", "EX", "FK", "FY", "G", "GL", "GU", "GY", "HA", "HD", "HG", "HP", "HR", "HS",
+    "HU", "HX", "IG", "IM", "IP", "IV", "JE", "KA", "KT", "KW", "KY", "L", "LA", "LD", "LE", "LL",
+    "LN", "LS", "LU", "M", "ME", "MK", "ML", "N", "NE", "NG", "NN", "NP", "NR", "NW", "OL", "OX",
+    "PA", "PE", "PH", "PL", "PO", "PR", "RG", "RH", "RM", "S", "SA", "SE", "SG", "SK", "SL", "SM",
+    "SN", "SO", "SP", "SR", "SS", "ST", "SW", "SY", "TA", "TD", "TF", "TN", "TQ", "TR", "TS", "TW",
+    "UB", "W", "WA", "WC", "WD", "WF", "WN", "WR", "WS", "WV", "YO", "ZE",
+];
+
+/// A UK postcode whose area exists (the pattern has checked the shape).
+fn uk_postcode(span: &str) -> Verdict {
+    let area = &span[..span.bytes().take_while(u8::is_ascii_alphabetic).count()];
+    verdict(
+        UK_POSTCODE_AREAS
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(area)),
+        "no such postcode area",
+    )
+}
+
+/// A US ZIP code: 5 digits (ZIP+4: 9) whose first three are a prefix the USPS uses (000–004 are
+/// not).
+fn us_zip(d: &[u8]) -> Verdict {
+    let prefix = d.iter().take(3).fold(0u32, |a, &x| a * 10 + u32::from(x));
+    verdict(
+        matches!(d.len(), 5 | 9) && prefix >= 5,
+        "not a ZIP code the USPS uses",
+    )
+}
+
 fn month_from_name(word: &str) -> Option<u32> {
     const MONTHS: [&str; 12] = [
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
@@ -1133,6 +1174,31 @@ mod tests {
             ("AB12345C", false),
         ] {
             assert_eq!(uk_nino(nino) == Verdict::Valid, valid, "{nino}");
+        }
+    }
+
+    #[test]
+    fn postal_code_tables() {
+        for (code, valid) in [
+            ("NW1 6XE", true),
+            ("SW1A 1AA", true),
+            ("M1 1AE", true),
+            ("EC1A 1BB", true),
+            ("sw1a 1aa", true),
+            ("QX1 1AA", false),
+            ("ZZ1 1AA", false),
+        ] {
+            assert_eq!(uk_postcode(code) == Verdict::Valid, valid, "{code}");
+        }
+        for (zip, valid) in [
+            ("20500", true),
+            ("00501", true),
+            ("94105-1804", true),
+            ("00000", false),
+            ("00499", false),
+            ("1234", false),
+        ] {
+            assert_eq!(us_zip(&ds(zip)) == Verdict::Valid, valid, "{zip}");
         }
     }
 

@@ -197,6 +197,23 @@ fn true_positives() {
             "D1234567",
         ),
         ("DL# 123456789", "US_DRIVER_LICENSE", "123456789"),
+        (
+            "I live at 221B Baker Street, London NW1 6XE",
+            "POSTAL_CODE",
+            "NW1 6XE",
+        ),
+        ("postcode sw1a1aa", "POSTAL_CODE", "sw1a1aa"),
+        (
+            "1600 Pennsylvania Avenue NW, Washington, DC 20500",
+            "POSTAL_CODE",
+            "20500",
+        ),
+        (
+            "ship to Springfield, IL 62701-1234",
+            "POSTAL_CODE",
+            "62701-1234",
+        ),
+        ("my zip is 60601", "POSTAL_CODE", "60601"),
         // A bare 10 digits after an inflected "call" word.
         (
             "the driver called me from 4155552671",
@@ -254,6 +271,10 @@ fn look_alikes_are_not_reported() {
         "Flight UA123456 driver",     // the driver is not a licence
         "driver number 12345678 was rude",
         "software license key A1234567", // a licence key
+        "flight QX1 1AB boards soon",    // no postcode area QX
+        "delivery 60601 is late",        // a delivery number, not a ZIP
+        "CA 00000",                      // not a ZIP
+        "my order 60601 zip",            // reject word
         // Seen in the training corpus's tweets, each once reported:
         "Horseless Carriage : Car :: Driverless Car : ???", // an analogy, not IPv6 "::"
         "(Drake ::minor freak out::)",
