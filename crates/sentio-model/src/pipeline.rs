@@ -251,7 +251,7 @@ const CALL_COST_IN_TOKEN_SLOTS: usize = 8;
 /// Cuts segments sorted by length (`lengths`, ascending) into consecutive batches of at most
 /// `max_batch` that cost least: calls × [`CALL_COST_IN_TOKEN_SLOTS`] plus the padded token slots
 /// (rows × longest row). One batch for everything padded a text's sentences to the length of the
-/// message that holds them all, which made sentence results cost three times the message.
+/// message that holds them all, which made sentence results cost about four times the message.
 fn batch_bounds(lengths: &[usize], max_batch: usize) -> Vec<Range<usize>> {
     debug_assert!(lengths.is_sorted());
     let n = lengths.len();

@@ -18,6 +18,7 @@ pub enum ValidatorKind {
     PhoneInternational,
     PhoneNanp,
     PhoneEuropeNational,
+    PhoneSpelledOut,
     CreditCard,
     Iban,
     UsSsn,
@@ -55,6 +56,7 @@ impl ValidatorKind {
             Self::PhoneInternational => "phone_international",
             Self::PhoneNanp => "phone_nanp",
             Self::PhoneEuropeNational => "phone_europe_national",
+            Self::PhoneSpelledOut => "phone_spelled_out",
             Self::CreditCard => "credit_card",
             Self::Iban => "iban",
             Self::UsSsn => "us_ssn",
@@ -78,8 +80,9 @@ impl ValidatorKind {
 
     /// Whether a prefix of a rejected match may be tried instead. Not for a street address: its
     /// pattern ends at the street-type word, so a shorter span ("100 Driverless Cars") has none.
+    /// Nor for digits typed as words: the first seven of ten invalid ones are not a number.
     pub fn judges_prefixes(self) -> bool {
-        !matches!(self, Self::StreetAddress)
+        !matches!(self, Self::StreetAddress | Self::PhoneSpelledOut)
     }
 
     /// Validates `text[start..end]`.
@@ -91,6 +94,7 @@ impl ValidatorKind {
             Self::PhoneInternational => phone_international(span),
             Self::PhoneNanp => verdict(nanp(&digits(span)), "not a valid NANP number"),
             Self::PhoneEuropeNational => phone_europe_national(span),
+            Self::PhoneSpelledOut => phone_spelled_out(span),
             Self::CreditCard => credit_card(span, start),
             Self::Iban => iban(span, start),
             Self::UsSsn => us_ssn(&digits(span)),
@@ -510,6 +514,53 @@ fn phone_international(span: &str) -> Verdict {
         return Verdict::Invalid("not a valid NANP number");
     }
     Verdict::Valid
+}
+
+/// A phone number typed as words ("five five five, one two three four", "oh seven seven double
+/// oh …"): once the words are read, the digits must have a phone number's length and shape.
+fn phone_spelled_out(span: &str) -> Verdict {
+    let mut d: SmallVec<[u8; 16]> = SmallVec::new();
+    let mut repeat = 1;
+    for word in span
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let digit = match word.to_ascii_lowercase().as_str() {
+            "double" => {
+                repeat = 2;
+                continue;
+            }
+            "triple" => {
+                repeat = 3;
+                continue;
+            }
+            "zero" | "oh" => 0,
+            "one" => 1,
+            "two" => 2,
+            "three" => 3,
+            "four" => 4,
+            "five" => 5,
+            "six" => 6,
+            "seven" => 7,
+            "eight" => 8,
+            "nine" => 9,
+            other => match other.parse::<u8>() {
+                Ok(n) if n < 10 && other.len() == 1 => n,
+                _ => return Verdict::Invalid("not a digit word"),
+            },
+        };
+        d.extend(std::iter::repeat_n(digit, repeat));
+        repeat = 1;
+    }
+    // The lengths of the numbers people read out: a local 7, NANP's 10 or 1 + 10, and the
+    // national forms that start with a trunk 0 (UK 0 + 10, France 0 + 9).
+    let valid = match d.len() {
+        7 => true,
+        10 => nanp(&d) || (d[0] == 0 && d[1] != 0),
+        11 => (d[0] == 1 && nanp(&d)) || d[0] == 0,
+        _ => false,
+    };
+    verdict(valid, "not the length of a phone number read out")
 }
 
 fn phone_europe_national(span: &str) -> Verdict {
@@ -1145,6 +1196,25 @@ mod tests {
             ("1", false),
         ] {
             assert_eq!(luhn_valid(&ds(number)), valid, "{number}");
+        }
+    }
+
+    #[test]
+    fn spelled_out_phone_table() {
+        for (words, valid) in [
+            ("five five five one two three four", true),
+            ("four one five, five five five, two six seven one", true),
+            ("one four one five five five five two six seven one", true),
+            (
+                "oh seven seven double oh nine double oh one two three",
+                true,
+            ),
+            ("zero six one two three four five six seven eight", true), // French 06…
+            ("four one five one one one two six seven one", false),     // exchange 111
+            ("one two three four five six seven eight", false),         // 8 digits
+            ("five five five one two three fourteen", false),
+        ] {
+            assert_eq!(phone_spelled_out(words) == Verdict::Valid, valid, "{words}");
         }
     }
 

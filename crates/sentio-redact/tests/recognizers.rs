@@ -214,6 +214,22 @@ fn true_positives() {
             "62701-1234",
         ),
         ("my zip is 60601", "POSTAL_CODE", "60601"),
+        // Digits typed as words.
+        (
+            "my number is five five five one two three four",
+            "PHONE_NUMBER",
+            "five five five one two three four",
+        ),
+        (
+            "four one five, five five five, two six seven one",
+            "PHONE_NUMBER",
+            "four one five, five five five, two six seven one",
+        ),
+        (
+            "text me on oh seven seven double oh nine double oh one two three",
+            "PHONE_NUMBER",
+            "oh seven seven double oh nine double oh one two three",
+        ),
         // A bare 10 digits after an inflected "call" word.
         (
             "the driver called me from 4155552671",
@@ -275,6 +291,9 @@ fn look_alikes_are_not_reported() {
         "delivery 60601 is late",        // a delivery number, not a ZIP
         "CA 00000",                      // not a ZIP
         "my order 60601 zip",            // reject word
+        "one two three four five six seven, here we go", // counting, no phone word
+        "four one five one one one two six seven one", // ten digits, area code 415 but exchange 111
+        "I waited one, two, three hours", // too few
         // Seen in the training corpus's tweets, each once reported:
         "Horseless Carriage : Car :: Driverless Car : ???", // an analogy, not IPv6 "::"
         "(Drake ::minor freak out::)",
