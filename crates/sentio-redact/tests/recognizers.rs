@@ -214,6 +214,11 @@ fn true_positives() {
             "62701-1234",
         ),
         ("my zip is 60601", "POSTAL_CODE", "60601"),
+        (
+            "13341 Woodland Park Drive, Herndon, Virginia, 20171",
+            "POSTAL_CODE",
+            "20171",
+        ),
         // Digits typed as words.
         (
             "my number is five five five one two three four",
