@@ -924,8 +924,8 @@ fn uk_nino(span: &str) -> Verdict {
 }
 
 /// The 124 postcode areas (the UK's 121, Guernsey, Jersey, the Isle of Man): a postcode's
-/// leading letters must name one, which turns "looks like a postcode" (`AB1 2CD`-shaped codes are common) into
-/// one that mail can reach.
+/// leading letters must name one, which turns "looks like a postcode" (`AB1 2CD`-shaped codes
+/// are common) into one that mail can reach.
 const UK_POSTCODE_AREAS: &[&str] = &[
     "AB", "AL", "B", "BA", "BB", "BD", "BH", "BL", "BN", "BR", "BS", "BT", "CA", "CB", "CF", "CH",
     "CM", "CO", "CR", "CT", "CV", "CW", "DA", "DD", "DE", "DG", "DH", "DL", "DN", "DT", "DY", "E",
