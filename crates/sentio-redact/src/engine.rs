@@ -747,9 +747,9 @@ impl Repeats {
     fn add(&mut self, text: &str, value: &str, template: Candidate, kept: &[Candidate]) {
         for start in occurrences(text, value) {
             let end = start + value.len();
-            // Only the kept span starting last before `end` can overlap: a binary search.
-            let after = kept.partition_point(|k| k.start < end);
-            let free_of_kept = after == 0 || kept[after - 1].end <= start;
+            // As in `is_uncovered`: only the kept span starting last before `end` can overlap.
+            let starting_before_end = &kept[..kept.partition_point(|k| k.start < end)];
+            let free_of_kept = starting_before_end.last().is_none_or(|k| k.end <= start);
             if free_of_kept
                 && is_uncovered(&self.covered, start, end)
                 && stands_apart(text, start, end)
