@@ -864,34 +864,56 @@ fn words_after(text: &str, pos: usize, n: usize) -> &str {
 }
 
 /// Finds a recognizer's context (or reject) words in a window of text in one pass: ASCII
-/// case-insensitive, whole words only (no letter or digit directly around a hit).
+/// case-insensitive, whole words only (no letter or digit directly around a hit). A word with an
+/// apostrophe also matches with phones' typographic one ("driver’s license").
 #[derive(Clone)]
-struct WordMatcher(Option<AhoCorasick>);
+struct WordMatcher(Option<WordAutomaton>);
+
+#[derive(Clone)]
+struct WordAutomaton {
+    automaton: AhoCorasick,
+    /// Automaton pattern -> index of the word in the recognizer's list.
+    word_of_pattern: Vec<usize>,
+}
 
 impl WordMatcher {
     fn new(words: &[String]) -> Self {
-        if words.is_empty() {
+        let mut patterns = Vec::with_capacity(words.len());
+        let mut word_of_pattern = Vec::with_capacity(words.len());
+        for (i, word) in words.iter().enumerate() {
+            patterns.push(word.clone());
+            word_of_pattern.push(i);
+            if word.contains('\'') {
+                patterns.push(word.replace('\'', "’"));
+                word_of_pattern.push(i);
+            }
+        }
+        if patterns.is_empty() {
             return Self(None);
         }
         // The words come from validated specs; a failure here would only mean "no context".
         Self(
             AhoCorasick::builder()
                 .ascii_case_insensitive(true)
-                .build(words)
-                .ok(),
+                .build(&patterns)
+                .ok()
+                .map(|automaton| WordAutomaton {
+                    automaton,
+                    word_of_pattern,
+                }),
         )
     }
 
     /// Bit i set when word i occurs in any of `windows`.
     fn mask_in(&self, windows: &[&str]) -> u64 {
-        let Some(ac) = &self.0 else { return 0 };
+        let Some(words) = &self.0 else { return 0 };
         let mut mask = 0u64;
         for window in windows {
-            for m in ac.find_overlapping_iter(*window) {
+            for m in words.automaton.find_overlapping_iter(*window) {
                 if is_whole_word(window, m.start(), m.end())
                     && !inside_type_tag(window, m.start(), m.end())
                 {
-                    mask |= 1 << m.pattern().as_usize();
+                    mask |= 1 << words.word_of_pattern[m.pattern().as_usize()];
                 }
             }
         }

@@ -37,6 +37,7 @@ pub enum ValidatorKind {
     UsZip,
     PersonName,
     StreetAddress,
+    Password,
 }
 
 /// A validator's answer for one candidate span.
@@ -75,14 +76,19 @@ impl ValidatorKind {
             Self::UsZip => "us_zip",
             Self::PersonName => "person_name",
             Self::StreetAddress => "street_address",
+            Self::Password => "password",
         }
     }
 
     /// Whether a prefix of a rejected match may be tried instead. Not for a street address: its
     /// pattern ends at the street-type word, so a shorter span ("100 Driverless Cars") has none.
-    /// Nor for digits typed as words: the first seven of ten invalid ones are not a number.
+    /// Nor for digits typed as words: the first seven of ten invalid ones are not a number. Nor
+    /// for a password: the start of "not-working" is no more a password than the whole.
     pub fn judges_prefixes(self) -> bool {
-        !matches!(self, Self::StreetAddress | Self::PhoneSpelledOut)
+        !matches!(
+            self,
+            Self::StreetAddress | Self::PhoneSpelledOut | Self::Password
+        )
     }
 
     /// Validates `text[start..end]`.
@@ -113,6 +119,7 @@ impl ValidatorKind {
             Self::UsZip => us_zip(&digits(span)),
             Self::PersonName => person_name(span),
             Self::StreetAddress => street_address(span),
+            Self::Password => password(span),
         }
     }
 }
@@ -570,7 +577,9 @@ fn phone_europe_national(span: &str) -> Verdict {
         11 if d[0] == 0 && matches!(d[1], 1 | 2 | 3 | 5 | 7 | 8) => Verdict::Valid,
         // France: 0 + 9 digits, 01-09
         10 if d[0] == 0 && d[1] != 0 => Verdict::Valid,
-        _ => Verdict::Invalid("not a UK or French national number"),
+        // Spain: 9 digits, mobiles 6 and 7, landlines 8 and 9
+        9 if matches!(d[0], 6..=9) => Verdict::Valid,
+        _ => Verdict::Invalid("not a UK, French or Spanish national number"),
     }
 }
 
@@ -1068,6 +1077,25 @@ const NOT_NAMES: &[&str] = &[
     "dear",
     "sir",
     "madam",
+    // Titles: "it's Dr. Emily Chen" is a title then a name, and the name_title pattern finds it.
+    "mr",
+    "mrs",
+    "ms",
+    "mx",
+    "miss",
+    "dr",
+    "prof",
+    // Verbs after "my wife" in title case ("My Wife Is an Actress"): never a first name.
+    "is",
+    "was",
+    "has",
+    "had",
+    "and",
+    "will",
+    "would",
+    "can",
+    "does",
+    "did",
     "customer",
     "support",
     "service",
@@ -1150,7 +1178,7 @@ const NOT_NAMES: &[&str] = &[
 
 fn person_name(span: &str) -> Verdict {
     let first = span
-        .split([' ', '-', '\''])
+        .split([' ', '-', '\'', '’'])
         .next()
         .unwrap_or("")
         .to_lowercase();
@@ -1174,6 +1202,31 @@ fn street_address(span: &str) -> Verdict {
             .any(|w| word.trim_end_matches([',', '.']).eq_ignore_ascii_case(w))
     });
     verdict(!function_word, "a sentence, not a street name")
+}
+
+/// A stated password, not the word a complaint puts after "password is" ("incorrect", "WRONG",
+/// "'expired'"): it has a digit, a symbol, or a capital after a small letter ("hunter2", "P@ss",
+/// "myDog"). One character repeated is a mask ("********"), which redacting redacted text meets.
+/// The pattern leaves the length open (a counted `\S` is a large automaton); 64 is the cap here.
+fn password(span: &str) -> Verdict {
+    const QUOTES: [char; 10] = ['"', '\'', '“', '”', '‘', '’', '(', ')', '[', ']'];
+    let body = span.trim_start_matches(QUOTES).trim_end_matches(|c| {
+        QUOTES.contains(&c) || matches!(c, '.' | ',' | ';' | ':' | '!' | '?')
+    });
+    if body.chars().count() > 64 {
+        return Verdict::Invalid("longer than a password");
+    }
+    let mut chars = body.chars();
+    let first = chars.next();
+    if first.is_none_or(|f| chars.all(|c| c == f)) {
+        return Verdict::Invalid("empty or one character repeated");
+    }
+    let digit_or_symbol = body.chars().any(|c| !c.is_alphabetic());
+    let inner_capital = body
+        .chars()
+        .zip(body.chars().skip(1))
+        .any(|(a, b)| a.is_lowercase() && b.is_uppercase());
+    verdict(digit_or_symbol || inner_capital, "a word, not a password")
 }
 
 #[cfg(test)]
@@ -1382,5 +1435,26 @@ mod tests {
             "john.smith@gmail.com"
         );
         assert_eq!(email_obfuscated("jane(at)example(dot)org"), Verdict::Valid);
+    }
+
+    #[test]
+    fn password_table() {
+        for (value, valid) in [
+            ("hunter2", true),
+            ("Summer2024!", true),
+            ("P@ss", true),
+            ("myDogRex", true),
+            ("hunter2.", true),
+            ("incorrect", false),
+            ("incorrect.", false),
+            ("WRONG", false),
+            ("'expired'", false),
+            ("“Incorrect”", false),
+            ("Changer',", false),
+            ("********", false),
+            ("1111", false),
+        ] {
+            assert_eq!(password(value) == Verdict::Valid, valid, "{value}");
+        }
     }
 }

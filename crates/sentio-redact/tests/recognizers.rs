@@ -241,6 +241,52 @@ fn true_positives() {
             "PHONE_NUMBER",
             "4155552671",
         ),
+        // Phones' smart punctuation types ’ for '.
+        ("my name’s Bob O’Neil", "PERSON", "Bob O’Neil"),
+        ("I’m Mark, order 55512 never came", "PERSON", "Mark"),
+        (
+            "my driver’s license is D1234567",
+            "US_DRIVER_LICENSE",
+            "D1234567",
+        ),
+        ("my name is Ronald McDonald", "PERSON", "Ronald McDonald"),
+        ("a rule Mr. D'Amato ignored", "PERSON", "D'Amato"),
+        (
+            "it's Dr. Emily Chen from the clinic",
+            "PERSON",
+            "Emily Chen",
+        ),
+        ("My husband Dave ordered it", "PERSON", "Dave"),
+        ("my daughter, Emma, is locked out", "PERSON", "Emma"),
+        (
+            "hola, me llamo Lucía Fernández",
+            "PERSON",
+            "Lucía Fernández",
+        ),
+        ("je m’appelle Pierre Dubois", "PERSON", "Pierre Dubois"),
+        ("mein Name ist Jürgen Müller", "PERSON", "Jürgen Müller"),
+        ("mi teléfono es 612 345 678", "PHONE_NUMBER", "612 345 678"),
+        ("my postal code is K1A 0B1", "POSTAL_CODE", "K1A 0B1"),
+        ("moved to Ottawa, k1a0b1", "POSTAL_CODE", "k1a0b1"),
+        ("my password is Summer2024!", "PASSWORD", "Summer2024!"),
+        ("pwd: hunter2", "PASSWORD", "hunter2"),
+        ("password=myDogRex", "PASSWORD", "myDogRex"),
+        ("my pin is 4821", "PASSWORD", "4821"),
+        (
+            "reach me at jörg.müller@beispiel.de",
+            "EMAIL_ADDRESS",
+            "jörg.müller@beispiel.de",
+        ),
+        (
+            "apt 4B, 350 5th Ave, New York",
+            "STREET_ADDRESS",
+            "350 5th Ave",
+        ),
+        (
+            "send it to 1600 Pennsylvania Ave NW, Washington",
+            "STREET_ADDRESS",
+            "1600 Pennsylvania Ave NW",
+        ),
     ];
     let mut failures = Vec::new();
     for (text, entity, value) in cases {
@@ -277,6 +323,15 @@ fn look_alikes_are_not_reported() {
         "this is Ridiculous.",                        // emotion, not a name
         "it's Late Flight... again",                  // the complaint, not a name
         "I'm Stranded.",                              // the complaint, not a name
+        "I’m Furious about this",                     // the same with a typographic apostrophe
+        "it's Dr. who?",                              // a title, not a name
+        "My Wife Is an Actress is a charming comedy", // a title-case verb, not a name
+        "my password is incorrect again",             // a complaint, not a password
+        "password is not working, reset it",          // a complaint
+        "Password: WRONG",                            // shouting, not a password
+        "the passwords are 8 chars",                  // no value stated
+        "we scored 612 345 678 points",               // three groups of three, no phone word
+        "part k1a0b1 is back in stock",               // a CA postcode's shape, no address word
         "my order 12345678 is late",                  // bank digits without bank context
         "it costs 1,299.00 dollars",                  // money
         "routing 011000016",                          // ABA checksum fails
