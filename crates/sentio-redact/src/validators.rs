@@ -38,6 +38,11 @@ pub enum ValidatorKind {
     PersonName,
     StreetAddress,
     Password,
+    CaSin,
+    AuTfn,
+    AuMedicare,
+    EsNif,
+    InAadhaar,
 }
 
 /// A validator's answer for one candidate span.
@@ -77,6 +82,11 @@ impl ValidatorKind {
             Self::PersonName => "person_name",
             Self::StreetAddress => "street_address",
             Self::Password => "password",
+            Self::CaSin => "ca_sin",
+            Self::AuTfn => "au_tfn",
+            Self::AuMedicare => "au_medicare",
+            Self::EsNif => "es_nif",
+            Self::InAadhaar => "in_aadhaar",
         }
     }
 
@@ -120,6 +130,11 @@ impl ValidatorKind {
             Self::PersonName => person_name(span),
             Self::StreetAddress => street_address(span),
             Self::Password => password(span),
+            Self::CaSin => ca_sin(&digits(span)),
+            Self::AuTfn => au_tfn(&digits(span)),
+            Self::AuMedicare => au_medicare(&digits(span)),
+            Self::EsNif => es_nif(span),
+            Self::InAadhaar => in_aadhaar(&digits(span)),
         }
     }
 }
@@ -899,6 +914,101 @@ fn us_itin(d: &[u8]) -> Verdict {
     )
 }
 
+/// Canada's Social Insurance Number: nine digits, Luhn. 0 is never issued first, 8 not yet;
+/// all one digit is a placeholder.
+fn ca_sin(d: &[u8]) -> Verdict {
+    if d.len() != 9 || matches!(d[0], 0 | 8) || d.iter().all(|&x| x == d[0]) {
+        return Verdict::Invalid("not nine digits starting 1-7 or 9");
+    }
+    verdict(luhn_valid(d), "fails Luhn")
+}
+
+/// Australia's Tax File Number: nine digits whose sum weighted 1,4,3,7,5,8,6,9,10 is a multiple of 11.
+fn au_tfn(d: &[u8]) -> Verdict {
+    const WEIGHTS: [u32; 9] = [1, 4, 3, 7, 5, 8, 6, 9, 10];
+    if d.len() != 9 || d.iter().all(|&x| x == d[0]) {
+        return Verdict::Invalid("not nine digits");
+    }
+    let sum: u32 = d.iter().zip(WEIGHTS).map(|(&x, w)| u32::from(x) * w).sum();
+    verdict(sum.is_multiple_of(11), "fails the weighted mod-11 check")
+}
+
+/// Australia's Medicare number: ten digits, the first 2-6; the ninth is the first eight weighted
+/// 1,3,7,9,1,3,7,9 mod 10 (the tenth is the card's issue number).
+fn au_medicare(d: &[u8]) -> Verdict {
+    const WEIGHTS: [u32; 8] = [1, 3, 7, 9, 1, 3, 7, 9];
+    if d.len() != 10 || !(2..=6).contains(&d[0]) {
+        return Verdict::Invalid("not ten digits starting 2-6");
+    }
+    let sum: u32 = d[..8]
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(&x, w)| u32::from(x) * w)
+        .sum();
+    verdict(sum % 10 == u32::from(d[8]), "wrong check digit")
+}
+
+/// Spain's DNI/NIF and NIE: the letter is the number (an NIE's X, Y, Z read as 0, 1, 2) mod 23.
+fn es_nif(span: &str) -> Verdict {
+    const LETTERS: &[u8; 23] = b"TRWAGMYFPDXBNJZSQVHLCKE";
+    let Some(letter) = span.chars().next_back() else {
+        return Verdict::Invalid("empty");
+    };
+    let mut number: u32 = match span.chars().next() {
+        Some('X') => 0,
+        Some('Y') => 1,
+        Some('Z') => 2,
+        _ => 0,
+    };
+    for d in digits(span) {
+        number = number * 10 + u32::from(d);
+    }
+    verdict(
+        char::from(LETTERS[(number % 23) as usize]) == letter,
+        "wrong check letter",
+    )
+}
+
+/// India's Aadhaar: twelve digits, the first 2-9, Verhoeff check digit, not a palindrome (UIDAI
+/// never issues one; test numbers often are).
+fn in_aadhaar(d: &[u8]) -> Verdict {
+    if d.len() != 12 || d[0] < 2 || d.iter().eq(d.iter().rev()) {
+        return Verdict::Invalid("not twelve digits starting 2-9");
+    }
+    verdict(verhoeff_valid(d), "fails Verhoeff")
+}
+
+/// The Verhoeff checksum (dihedral group D5): a number with its check digit multiplies out to 0.
+fn verhoeff_valid(d: &[u8]) -> bool {
+    const MULTIPLY: [[u8; 10]; 10] = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+        [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+        [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+        [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
+        [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+        [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
+        [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+        [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+        [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+    ];
+    const PERMUTE: [[u8; 10]; 8] = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+        [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+        [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+        [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
+        [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+        [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
+        [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
+    ];
+    let mut c = 0u8;
+    for (i, &x) in d.iter().rev().enumerate() {
+        c = MULTIPLY[usize::from(c)][usize::from(PERMUTE[i % 8][usize::from(x)])];
+    }
+    c == 0
+}
+
 /// UK National Insurance number: two prefix letters, six digits, a suffix A–D. HMRC never
 /// issues D, F, I, Q, U or V as either prefix letter, O as the second, nor the prefixes BG, GB,
 /// KN, NK, NT, TN and ZZ.
@@ -1435,6 +1545,29 @@ mod tests {
             "john.smith@gmail.com"
         );
         assert_eq!(email_obfuscated("jane(at)example(dot)org"), Verdict::Valid);
+    }
+
+    #[test]
+    fn national_id_checksums() {
+        for (number, validator, valid) in [
+            ("130 692 544", ValidatorKind::CaSin, true),
+            ("130 692 545", ValidatorKind::CaSin, false),
+            ("046 454 286", ValidatorKind::CaSin, false), // Luhn-valid, but 0 is never issued
+            ("123 456 782", ValidatorKind::AuTfn, true),
+            ("123 456 789", ValidatorKind::AuTfn, false),
+            ("2123 45670 1", ValidatorKind::AuMedicare, true),
+            ("2123 45671 1", ValidatorKind::AuMedicare, false),
+            ("12345678Z", ValidatorKind::EsNif, true),
+            ("12345678A", ValidatorKind::EsNif, false),
+            ("X1234567L", ValidatorKind::EsNif, true),
+            ("Y7654321G", ValidatorKind::EsNif, true),
+            ("X1234567T", ValidatorKind::EsNif, false),
+            ("2345 6789 0124", ValidatorKind::InAadhaar, true),
+            ("2345 6789 0125", ValidatorKind::InAadhaar, false),
+        ] {
+            let got = validator.validate(number, 0, number.len()) == Verdict::Valid;
+            assert_eq!(got, valid, "{number} {}", validator.name());
+        }
     }
 
     #[test]

@@ -268,6 +268,19 @@ fn true_positives() {
         ("mi teléfono es 612 345 678", "PHONE_NUMBER", "612 345 678"),
         ("my postal code is K1A 0B1", "POSTAL_CODE", "K1A 0B1"),
         ("moved to Ottawa, k1a0b1", "POSTAL_CODE", "k1a0b1"),
+        ("name: John Appleseed", "PERSON", "John Appleseed"),
+        ("Full name - Wei Zhang", "PERSON", "Wei Zhang"),
+        ("My SIN is 130 692 544", "CA_SIN", "130 692 544"),
+        ("my TFN is 123 456 782", "AU_TFN", "123 456 782"),
+        (
+            "medicare number 2123 45670 1",
+            "AU_MEDICARE",
+            "2123 45670 1",
+        ),
+        ("mi DNI es 12345678Z", "ES_NIF", "12345678Z"),
+        ("NIE X1234567L", "ES_NIF", "X1234567L"),
+        ("aadhaar 2345 6789 0124", "IN_AADHAAR", "2345 6789 0124"),
+        ("my PAN is ABCPE1234F", "IN_PAN", "ABCPE1234F"),
         ("my password is Summer2024!", "PASSWORD", "Summer2024!"),
         ("pwd: hunter2", "PASSWORD", "hunter2"),
         ("password=myDogRex", "PASSWORD", "myDogRex"),
@@ -330,6 +343,15 @@ fn look_alikes_are_not_reported() {
         "password is not working, reset it",          // a complaint
         "Password: WRONG",                            // shouting, not a password
         "the passwords are 8 chars",                  // no value stated
+        "SIN 130 692 545",                            // Luhn fails
+        "the total was 130 692 544 points",           // no SIN word
+        "tfn 123 456 789",                            // mod-11 fails
+        "medicare 2123 45671 1",                      // wrong check digit
+        "ref 12345678A",                              // wrong NIF letter
+        "aadhaar 2345 6789 0125",                     // Verhoeff fails
+        "code ABCDE1234F",                            // no PAN holder type D
+        "name: not sure",                             // no name after the field
+        "knows its Freud and knows its Sade.",        // "its" is a possessive, not "it's"
         "we scored 612 345 678 points",               // three groups of three, no phone word
         "part k1a0b1 is back in stock",               // a CA postcode's shape, no address word
         "my order 12345678 is late",                  // bank digits without bank context
