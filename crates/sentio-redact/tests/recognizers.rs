@@ -278,7 +278,7 @@ fn true_positives() {
             "2123 45670 1",
         ),
         ("mi DNI es 12345678Z", "ES_NIF", "12345678Z"),
-        ("NIE X1234567L", "ES_NIF", "X1234567L"),
+        ("NIE X1234567L", "ES_NIE", "X1234567L"),
         ("aadhaar 2345 6789 0124", "IN_AADHAAR", "2345 6789 0124"),
         ("my PAN is ABCPE1234F", "IN_PAN", "ABCPE1234F"),
         ("my password is Summer2024!", "PASSWORD", "Summer2024!"),
