@@ -17,6 +17,9 @@ pub(crate) const PII_SAMPLES: &[&str] = &[
     "born 14/03/1985, DOB: March 14, 1985; NHS 943 476 5919; I spoke with Dr. Patel at 1600 Pennsylvania Avenue",
     "The app keeps crashing after the update. This is the worst service ever!!! 😡 Merci, très bien. ありがとう",
     "mobile 07700 900123, portable 06 12 34 56 78, 0049 30 901820, token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+    "my name’s Bob O’Neil, my husband Dave; Name: Wei Zhang; me llamo Lucía, teléfono 612 345 678, jörg.müller@beispiel.de",
+    "password: hunter2, my pin is 4821, postal code K1A 0B1, 350 5th Ave NW, SIN 130 692 544, TFN 123 456 782",
+    "medicare 2123 45670 1, DNI 12345678Z, NIE X1234567L, aadhaar 2345 6789 0124, PAN ABCPE1234F",
 ];
 
 /// How many generated sentences the warm-up analyzes (about 70 bytes each).
@@ -24,10 +27,10 @@ pub(crate) const GENERATED_SENTENCES: usize = 3000;
 
 #[rustfmt::skip]
 const WORDS: &[&str] = &[
-    "i", "I'm", "I've", "I'd", "you", "your", "we", "they", "he", "she", "it", "it's", "my", "me",
+    "i", "I'm", "I’m", "I've", "I'd", "you", "your", "we", "they", "he", "she", "it", "it's", "my", "me",
     "our", "the", "a", "an", "this", "that", "these", "there", "here", "what", "why", "how", "when",
     "where", "who", "which", "is", "are", "was", "were", "be", "been", "have", "has", "had", "do",
-    "does", "did", "don't", "can't", "won't", "isn't", "didn't", "doesn't", "can", "could", "would",
+    "does", "did", "don't", "don’t", "can't", "won't", "isn't", "didn't", "doesn't", "can", "could", "would",
     "should", "will", "just", "still", "again", "already", "never", "always", "now", "today",
     "yesterday", "tomorrow", "week", "month", "year", "time", "day", "hours", "minutes", "and",
     "or", "but", "so", "because", "if", "not", "no", "yes", "ok", "okay", "please", "thanks",
