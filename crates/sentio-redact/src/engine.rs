@@ -14,7 +14,7 @@ use crate::validators::{ValidatorKind, Verdict};
 /// `LemmaContextAwareEnhancer` defaults).
 pub const CONTEXT_BOOST: f32 = 0.35;
 pub const MIN_SCORE_WITH_CONTEXT: f32 = 0.4;
-/// Words after the match that still count as its context ("4111 ... is my card").
+/// Words after the match that still count as its context ("4111 ... my card", "... (cell)").
 const CONTEXT_WORDS_AFTER: usize = 2;
 /// Reject words count only when this close before the match ("order 12345" but not "my order is
 /// late, call me on 415...").
@@ -391,7 +391,15 @@ impl Engine {
             p.set.matches(text).into_iter().map(move |i| owners[i])
         });
         for (ri, pi) in matched {
-            if options.wants(&self.recognizers[ri].entity) {
+            let recognizer = &self.recognizers[ri];
+            // A pattern scored under the threshold needs a context word near its match; with
+            // none anywhere in the text, none of its matches can be reported, so its search,
+            // validations and context windows are skipped (most order numbers and digit runs).
+            let needs_context = recognizer.patterns[pi].score < options.score_threshold;
+            if needs_context && !recognizer.context_matcher.any_in(text) {
+                continue;
+            }
+            if options.wants(&recognizer.entity) {
                 self.scan(
                     text,
                     ri,

@@ -446,6 +446,28 @@ fn entity_filters_and_threshold() {
 }
 
 #[test]
+fn context_only_patterns_need_a_context_word_or_a_lower_threshold() {
+    let engine = Engine::builtin().unwrap();
+    let phone = ("PHONE_NUMBER".to_owned(), "4155552671".to_owned());
+    // A bare ten digits (score 0.2) is a phone next to a phone word, before or after it...
+    assert!(found(&engine, "4155552671 (cell)").contains(&phone));
+    assert!(found(&engine, "you can reach 4155552671").contains(&phone));
+    assert!(found(&engine, "it is 4155552671").is_empty());
+    // ...or without one when the request's threshold is under its score (the bare-digit
+    // recognizers then compete for it; the UK NHS one, 0.3, wins).
+    let loose = AnalyzeOptions {
+        score_threshold: 0.1,
+        ..Default::default()
+    };
+    let text = "it is 4155552671";
+    let got = engine.analyze(text, &loose);
+    assert!(
+        got.iter().any(|d| &text[d.start..d.end] == "4155552671"),
+        "{got:?}"
+    );
+}
+
+#[test]
 fn custom_recognizers_from_config() {
     let custom: sentio_redact::RecognizerFile = sentio_redact::RecognizerFile::from_toml(
         r#"
