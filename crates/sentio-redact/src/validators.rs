@@ -18,6 +18,7 @@ pub enum ValidatorKind {
     PhoneInternational,
     PhoneNanp,
     PhoneEuropeNational,
+    PhoneGermanyNational,
     PhoneSpelledOut,
     CreditCard,
     Iban,
@@ -62,6 +63,7 @@ impl ValidatorKind {
             Self::PhoneInternational => "phone_international",
             Self::PhoneNanp => "phone_nanp",
             Self::PhoneEuropeNational => "phone_europe_national",
+            Self::PhoneGermanyNational => "phone_germany_national",
             Self::PhoneSpelledOut => "phone_spelled_out",
             Self::CreditCard => "credit_card",
             Self::Iban => "iban",
@@ -110,6 +112,7 @@ impl ValidatorKind {
             Self::PhoneInternational => phone_international(span),
             Self::PhoneNanp => verdict(nanp(&digits(span)), "not a valid NANP number"),
             Self::PhoneEuropeNational => phone_europe_national(span),
+            Self::PhoneGermanyNational => phone_germany_national(&digits(span)),
             Self::PhoneSpelledOut => phone_spelled_out(span),
             Self::CreditCard => credit_card(span, start),
             Self::Iban => iban(span, start),
@@ -596,6 +599,15 @@ fn phone_europe_national(span: &str) -> Verdict {
         9 if matches!(d[0], 6..=9) => Verdict::Valid,
         _ => Verdict::Invalid("not a UK, French or Spanish national number"),
     }
+}
+
+/// Germany: trunk 0, then at most 11 digits (area code and subscriber), never 00 (the
+/// international prefix).
+fn phone_germany_national(d: &[u8]) -> Verdict {
+    verdict(
+        (8..=12).contains(&d.len()) && d[0] == 0 && d[1] != 0,
+        "not a German national number",
+    )
 }
 
 fn ipv4(text: &str, span: &str, start: usize, end: usize) -> Verdict {

@@ -266,6 +266,17 @@ fn true_positives() {
         ("je m’appelle Pierre Dubois", "PERSON", "Pierre Dubois"),
         ("mein Name ist Jürgen Müller", "PERSON", "Jürgen Müller"),
         ("mi teléfono es 612 345 678", "PHONE_NUMBER", "612 345 678"),
+        ("Telefon: 030 901820", "PHONE_NUMBER", "030 901820"),
+        (
+            "meine Handynummer ist 0171 1234567",
+            "PHONE_NUMBER",
+            "0171 1234567",
+        ),
+        (
+            "rufen Sie mich an, Tel. 0221/1234567",
+            "PHONE_NUMBER",
+            "0221/1234567",
+        ),
         ("my postal code is K1A 0B1", "POSTAL_CODE", "K1A 0B1"),
         ("moved to Ottawa, k1a0b1", "POSTAL_CODE", "k1a0b1"),
         ("name: John Appleseed", "PERSON", "John Appleseed"),
@@ -353,6 +364,7 @@ fn look_alikes_are_not_reported() {
         "name: not sure",                             // no name after the field
         "knows its Freud and knows its Sade.",        // "its" is a possessive, not "it's"
         "we scored 612 345 678 points",               // three groups of three, no phone word
+        "Bestellnummer 030 901820",                   // an order number, no phone word
         "part k1a0b1 is back in stock",               // a CA postcode's shape, no address word
         "my order 12345678 is late",                  // bank digits without bank context
         "it costs 1,299.00 dollars",                  // money
