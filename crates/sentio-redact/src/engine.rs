@@ -392,14 +392,14 @@ impl Engine {
         });
         for (ri, pi) in matched {
             let recognizer = &self.recognizers[ri];
+            if !options.wants(&recognizer.entity) {
+                continue;
+            }
             // A pattern scored under the threshold needs a context word near its match; with
             // none anywhere in the text, none of its matches can be reported, so its search,
             // validations and context windows are skipped (most order numbers and digit runs).
             let needs_context = recognizer.patterns[pi].score < options.score_threshold;
-            if needs_context && !recognizer.context_matcher.any_in(text) {
-                continue;
-            }
-            if options.wants(&recognizer.entity) {
+            if !needs_context || recognizer.context_matcher.any_in(text) {
                 self.scan(
                     text,
                     ri,

@@ -169,6 +169,16 @@ pub fn digits(s: &str) -> Digits {
     s.chars().filter_map(digit_value).collect()
 }
 
+/// The digits times their weights, summed (the weights paired from the first digit on): the
+/// body of the ABA, NHS, TFN and Medicare checks.
+fn weighted_sum(digits: &[u8], weights: impl IntoIterator<Item = u32>) -> u32 {
+    digits
+        .iter()
+        .zip(weights)
+        .map(|(&d, w)| u32::from(d) * w)
+        .sum()
+}
+
 /// Luhn (mod 10) checksum, used by payment cards.
 pub fn luhn_valid(digits: &[u8]) -> bool {
     if digits.len() < 2 {
@@ -883,12 +893,7 @@ fn aba_routing(d: &[u8]) -> Verdict {
     if !matches!(prefix, 0..=12 | 21..=32 | 61..=72 | 80) {
         return Verdict::Invalid("prefix outside Federal Reserve ranges");
     }
-    let w = [3u32, 7, 1];
-    let sum: u32 = d
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| u32::from(x) * w[i % 3])
-        .sum();
+    let sum = weighted_sum(d, [3, 7, 1].into_iter().cycle());
     verdict(
         sum.is_multiple_of(10) && d.iter().any(|&x| x != 0),
         "fails ABA checksum",
@@ -900,11 +905,7 @@ fn uk_nhs(d: &[u8]) -> Verdict {
     if d.len() != 10 {
         return Verdict::Invalid("not 10 digits");
     }
-    let sum: u32 = d[..9]
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| u32::from(x) * (10 - i as u32))
-        .sum();
+    let sum = weighted_sum(&d[..9], (2..=10).rev());
     let check = 11 - (sum % 11);
     let check = if check == 11 { 0 } else { check };
     verdict(
@@ -941,8 +942,10 @@ fn au_tfn(d: &[u8]) -> Verdict {
     if d.len() != 9 || d.iter().all(|&x| x == d[0]) {
         return Verdict::Invalid("not nine digits");
     }
-    let sum: u32 = d.iter().zip(WEIGHTS).map(|(&x, w)| u32::from(x) * w).sum();
-    verdict(sum.is_multiple_of(11), "fails the weighted mod-11 check")
+    verdict(
+        weighted_sum(d, WEIGHTS).is_multiple_of(11),
+        "fails the weighted mod-11 check",
+    )
 }
 
 /// Australia's Medicare number: ten digits, the first 2-6; the ninth is the first eight weighted
@@ -952,12 +955,10 @@ fn au_medicare(d: &[u8]) -> Verdict {
     if d.len() != 10 || !(2..=6).contains(&d[0]) {
         return Verdict::Invalid("not ten digits starting 2-6");
     }
-    let sum: u32 = d[..8]
-        .iter()
-        .zip(WEIGHTS)
-        .map(|(&x, w)| u32::from(x) * w)
-        .sum();
-    verdict(sum % 10 == u32::from(d[8]), "wrong check digit")
+    verdict(
+        weighted_sum(&d[..8], WEIGHTS) % 10 == u32::from(d[8]),
+        "wrong check digit",
+    )
 }
 
 /// Spain's DNI/NIF and NIE: the letter is the number (an NIE's X, Y, Z read as 0, 1, 2) mod 23.
@@ -966,8 +967,8 @@ fn es_nif(span: &str) -> Verdict {
     let Some(letter) = span.chars().next_back() else {
         return Verdict::Invalid("empty");
     };
+    // An NIE's Y and Z lead the number as 1 and 2; its X, like a DNI's first digit, adds none.
     let mut number: u32 = match span.chars().next() {
-        Some('X') => 0,
         Some('Y') => 1,
         Some('Z') => 2,
         _ => 0,
