@@ -3,8 +3,12 @@
 use std::collections::BTreeMap;
 
 use aho_corasick::AhoCorasick;
-use regex::{CaptureLocations, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::{CaptureLocations, Regex, RegexBuilder};
+use regex_automata::nfa::thompson;
+use regex_automata::util::pool::Pool;
+use regex_automata::{Input, MatchKind, PatternID, hybrid};
 use serde::Serialize;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 
 use crate::RedactError;
 use crate::spec::{RecognizerFile, RecognizerSpec};
@@ -82,6 +86,43 @@ pub(crate) struct Candidate {
 pub(crate) struct KnownValue {
     pub(crate) value: String,
     pub(crate) found_as: Candidate,
+    /// The value's distinct bytes, those rare in chat text first.
+    distinct_bytes: Box<[u8]>,
+}
+
+impl KnownValue {
+    pub(crate) fn new(value: String, found_as: Candidate) -> Self {
+        let mut seen = [false; 256];
+        let mut distinct_bytes: Vec<u8> = (value.bytes())
+            .filter(|&b| !std::mem::replace(&mut seen[usize::from(b)], true))
+            .collect();
+        distinct_bytes.sort_by_key(|&b| b.is_ascii_lowercase() || b == b' ');
+        Self {
+            value,
+            found_as,
+            distinct_bytes: distinct_bytes.into(),
+        }
+    }
+}
+
+/// Which bytes a text contains. A known value with a byte that the text lacks cannot occur in
+/// it: most later turns of a request have no `@`, `+` or the card's digits, and the check
+/// settles them without a search (searching every known value in every turn was 17 % of the
+/// engine's time over 64-turn requests).
+struct BytesPresent([bool; 256]);
+
+impl BytesPresent {
+    fn of(text: &str) -> Self {
+        let mut present = [false; 256];
+        for &b in text.as_bytes() {
+            present[usize::from(b)] = true;
+        }
+        Self(present)
+    }
+
+    fn may_contain(&self, known: &KnownValue) -> bool {
+        known.distinct_bytes.iter().all(|&b| self.0[usize::from(b)])
+    }
 }
 
 impl Candidate {
@@ -170,11 +211,125 @@ pub struct Engine {
 /// chat turns) costs one pass; otherwise only the patterns that matched somewhere are run for
 /// positions. Built-in and team recognizers are separate groups, so adding a team's few
 /// recognizers to a compiled engine compiles only those.
-#[derive(Clone)]
+///
+/// The pass walks regex's lazy DFA (the engine behind `RegexSet`) in a loop of its own: the set's
+/// overlapping search stops at every match and keeps its position in memory, 42 instructions a
+/// byte on chat turns, and its answer is a bit per pattern that every text then walks.
 struct Prefilter {
-    set: RegexSet,
-    /// `set` index -> (recognizer, pattern).
+    dfa: hybrid::dfa::DFA,
+    caches: Pool<hybrid::dfa::Cache, CacheFn>,
+    /// DFA pattern index -> (recognizer, pattern).
     pattern_owner: Vec<(usize, usize)>,
+}
+
+type CacheFn = Box<dyn Fn() -> hybrid::dfa::Cache + Send + Sync + UnwindSafe + RefUnwindSafe>;
+
+/// The lazy DFA could not finish a search: a byte it cannot decide on (non-ASCII next to a
+/// Unicode `\b` in a team's pattern) or a cache it gave up on.
+struct Undecided;
+
+impl Prefilter {
+    fn new(dfa: hybrid::dfa::DFA, pattern_owner: Vec<(usize, usize)>) -> Self {
+        let for_caches = dfa.clone();
+        let create: CacheFn = Box::new(move || for_caches.create_cache());
+        Self {
+            dfa,
+            caches: Pool::new(create),
+            pattern_owner,
+        }
+    }
+
+    /// Adds to `out` the (recognizer, pattern) of every pattern that matches somewhere in `text`,
+    /// in declaration order.
+    fn matching_patterns(&self, text: &str, out: &mut Vec<(usize, usize)>) {
+        let mut found = Vec::new();
+        match self.search(&mut self.caches.get(), text.as_bytes(), &mut found) {
+            Ok(()) => {
+                found.sort_unstable();
+                out.extend(found.iter().map(|p| self.pattern_owner[p.as_usize()]));
+            }
+            // Every pattern is searched instead; their own regexes decide.
+            Err(Undecided) => out.extend(self.pattern_owner.iter().copied()),
+        }
+    }
+
+    /// One forward pass, recording the patterns of every match state it passes through. Not
+    /// inlined: on its own, the byte loop keeps the haystack and the cache in registers.
+    #[inline(never)]
+    fn search(
+        &self,
+        cache: &mut hybrid::dfa::Cache,
+        haystack: &[u8],
+        found: &mut Vec<PatternID>,
+    ) -> Result<(), Undecided> {
+        let dfa = &self.dfa;
+        let mut sid = dfa
+            .start_state_forward(cache, &Input::new(haystack))
+            .map_err(|_| Undecided)?;
+        // A run of digits stays in one match state for many bytes: its patterns are read once.
+        // The cache's clear count is part of the key because a cleared cache reuses state ids.
+        let mut last_read = None;
+        let mut at = 0;
+        while at < haystack.len() {
+            // Most bytes lead from an untagged state to another (nothing matched, nothing to
+            // compute): that loop checks nothing else.
+            if !sid.is_tagged() {
+                while let Some(&byte) = haystack.get(at) {
+                    let next = dfa.next_state_untagged(cache, sid, byte);
+                    if next.is_tagged() {
+                        break;
+                    }
+                    sid = next;
+                    at += 1;
+                }
+                if at == haystack.len() {
+                    break;
+                }
+            }
+            // A state to compute, a match state to read, or the way out of one.
+            let next = dfa
+                .next_state(cache, sid, haystack[at])
+                .map_err(|_| Undecided)?;
+            if next.is_match() {
+                if last_read != Some((next, cache.clear_count())) {
+                    record_matches(dfa, cache, next, found);
+                    last_read = Some((next, cache.clear_count()));
+                }
+            } else if next.is_quit() {
+                return Err(Undecided);
+            } else if next.is_dead() {
+                return Ok(());
+            }
+            sid = next;
+            at += 1;
+        }
+        // Matches are reported one byte late: the end of the text is one more transition.
+        let eoi = dfa.next_eoi_state(cache, sid).map_err(|_| Undecided)?;
+        if eoi.is_match() {
+            record_matches(dfa, cache, eoi, found);
+        }
+        Ok(())
+    }
+}
+
+fn record_matches(
+    dfa: &hybrid::dfa::DFA,
+    cache: &hybrid::dfa::Cache,
+    state: hybrid::LazyStateID,
+    found: &mut Vec<PatternID>,
+) {
+    for i in 0..dfa.match_len(cache, state) {
+        let pattern = dfa.match_pattern(cache, state, i);
+        if !found.contains(&pattern) {
+            found.push(pattern);
+        }
+    }
+}
+
+impl Clone for Prefilter {
+    fn clone(&self) -> Self {
+        Self::new(self.dfa.clone(), self.pattern_owner.clone())
+    }
 }
 
 fn expand_macros(regex: &str, macros: &BTreeMap<String, String>) -> String {
@@ -306,20 +461,32 @@ impl Engine {
                 context_window: spec.context_window,
             });
         }
-        // The set runs over every text. Its lazy DFA adds states as new inputs need them; with
-        // the default 2 MiB cache, varied PII values (every card and IBAN different) filled it,
-        // the cache was cleared again and again and the search fell back to the PikeVM, 13x
-        // slower on a labeled set of distinct values (perf: 32 % in PikeVM, 37 % determinizing).
-        let set = RegexSetBuilder::new(&sources)
-            .size_limit(1 << 24)
-            .dfa_size_limit(64 << 20)
-            .build()
+        // The prefilter runs over every text. Its lazy DFA adds states as new inputs need them;
+        // with a 2 MiB cache (`RegexSet`'s default), varied PII values (every card and IBAN
+        // different) filled it, the cache was cleared again and again and the set's search fell
+        // back to the PikeVM, 13x slower on a labeled set of distinct values. 64 MiB holds them.
+        // `MatchKind::All` reports every pattern that matches anywhere, as a `RegexSet` does.
+        // Unicode `\b` (none built in; a team's pattern may have one) makes non-ASCII bytes quit
+        // the search, which then falls back to searching every pattern of the group.
+        let dfa = hybrid::dfa::DFA::builder()
+            .configure(
+                hybrid::dfa::Config::new()
+                    .match_kind(MatchKind::All)
+                    .cache_capacity(64 << 20)
+                    .unicode_word_boundary(true),
+            )
+            .thompson(
+                thompson::Config::new()
+                    .nfa_size_limit(Some(1 << 24))
+                    .which_captures(thompson::WhichCaptures::None),
+            )
+            .build_many(&sources)
             .map_err(|e| RedactError::BadPattern {
                 recognizer: "*".into(),
                 pattern: "prefilter".into(),
                 reason: e.to_string(),
             })?;
-        self.prefilters.push(Prefilter { set, pattern_owner });
+        self.prefilters.push(Prefilter::new(dfa, pattern_owner));
         Ok(())
     }
 
@@ -386,10 +553,10 @@ impl Engine {
         known: &[KnownValue],
     ) -> Vec<Detection> {
         let mut candidates: Vec<Candidate> = Vec::new();
-        let matched = self.prefilters.iter().flat_map(|p| {
-            let owners = &p.pattern_owner;
-            p.set.matches(text).into_iter().map(move |i| owners[i])
-        });
+        let mut matched = Vec::new();
+        for prefilter in &self.prefilters {
+            prefilter.matching_patterns(text, &mut matched);
+        }
         for (ri, pi) in matched {
             let recognizer = &self.recognizers[ri];
             if !options.wants(&recognizer.entity) {
@@ -458,8 +625,10 @@ impl Engine {
             candidates.extend(found_more);
             kept = resolve_overlaps(candidates.clone());
         }
+        let text_bytes = BytesPresent::of(if known.is_empty() { "" } else { text });
         let known = known
             .iter()
+            .filter(|k| text_bytes.may_contain(k))
             .filter(|k| options.wants(self.entity_of(&k.found_as)))
             .map(|k| (k.value.as_str(), k.found_as));
         propagate_repeats(text, &mut kept, known);
@@ -999,6 +1168,36 @@ mod tests {
         assert_eq!(m.mask_in(&["my Mobile"]), 0b001);
         assert_eq!(m.mask_in(&["automobile"]), 0);
         assert_eq!(m.mask_in(&["D.O.B: ", "date of birth"]), 0b110);
+    }
+
+    #[test]
+    fn values_with_a_byte_the_text_lacks_are_ruled_out() {
+        for (text, value, may_occur) in [
+            ("order 54321", "12345", true),
+            ("order 5432", "12345", false),
+            ("mail me", "me@x.io", false),
+            ("a café", "é", true),
+            ("a cafe", "é", false),
+            ("", "", true),
+        ] {
+            let found_as = Candidate {
+                start: 0,
+                end: value.len(),
+                score: 1.0,
+                recognizer: 0,
+                pattern: 0,
+                validation: Validation::NotChecked,
+                context_mask: 0,
+                context_boost: 0.0,
+                repeat: false,
+            };
+            let known = KnownValue::new(value.into(), found_as);
+            assert_eq!(
+                BytesPresent::of(text).may_contain(&known),
+                may_occur,
+                "{text:?} / {value:?}"
+            );
+        }
     }
 
     #[test]

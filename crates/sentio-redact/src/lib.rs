@@ -227,10 +227,10 @@ impl Engine {
                 .iter()
                 .any(|k| k.value == value && self.entity_of(&k.found_as) == d.entity_type)
             {
-                scope.known.push(KnownValue {
-                    value: value.to_owned(),
-                    found_as: Candidate::from_detection(d),
-                });
+                scope.known.push(KnownValue::new(
+                    value.to_owned(),
+                    Candidate::from_detection(d),
+                ));
             }
         }
         let input_spans = spans(text, detections.iter().map(|d| (d.start, d.end)));
@@ -339,8 +339,9 @@ pub fn spans(text: &str, ranges: impl Iterator<Item = (usize, usize)>) -> Vec<Sp
 
 /// Counts Unicode scalars and UTF-16 code units up to byte offsets asked for in order.
 struct OffsetCounter<'t> {
-    text: &'t str,
-    rest: std::iter::Peekable<std::str::CharIndices<'t>>,
+    text: &'t [u8],
+    /// Counted up to this byte offset.
+    at: usize,
     chars: usize,
     utf16: usize,
 }
@@ -348,30 +349,34 @@ struct OffsetCounter<'t> {
 impl<'t> OffsetCounter<'t> {
     fn new(text: &'t str) -> Self {
         Self {
-            text,
-            rest: text.char_indices().peekable(),
+            text: text.as_bytes(),
+            at: 0,
             chars: 0,
             utf16: 0,
         }
     }
 
-    /// `[bytes, chars, utf16]` at byte offset `p`: the characters that start before `p`.
+    /// `[bytes, chars, utf16]` at byte offset `p` (a char boundary). Counted over bytes, which
+    /// vectorizes: every scalar has one byte that is not a continuation byte (`10xxxxxx`), and
+    /// the scalars of four UTF-8 bytes (lead byte `11110xxx`) take two UTF-16 units.
     fn at(&mut self, p: usize) -> [usize; 3] {
-        let counted_past_p = match self.rest.peek() {
-            Some(&(next, _)) => next > p,
-            None => self.text.len() > p,
-        };
-        if counted_past_p && self.chars > 0 {
-            *self = Self::new(self.text);
+        if p < self.at {
+            (self.at, self.chars, self.utf16) = (0, 0, 0);
         }
-        while let Some(&(i, c)) = self.rest.peek() {
-            if i >= p {
-                break;
+        let (mut chars, mut astral) = (0, 0);
+        // Byte counters over chunks that cannot overflow them: 32 bytes an instruction.
+        for chunk in self.text[self.at..p].chunks(255) {
+            let (mut chunk_chars, mut chunk_astral) = (0u8, 0u8);
+            for &b in chunk {
+                chunk_chars += u8::from((b as i8) >= -0x40);
+                chunk_astral += u8::from(b >= 0xF0);
             }
-            self.chars += 1;
-            self.utf16 += c.len_utf16();
-            self.rest.next();
+            chars += usize::from(chunk_chars);
+            astral += usize::from(chunk_astral);
         }
+        self.at = p;
+        self.chars += chars;
+        self.utf16 += chars + astral;
         [p, self.chars, self.utf16]
     }
 }

@@ -513,6 +513,47 @@ fn custom_recognizers_from_config() {
     assert!(dup.is_err());
 }
 
+/// A team's pattern with a Unicode `\b`, which the prefilter's lazy DFA cannot decide next to
+/// non-ASCII text: its search gives up there and every pattern of the group is searched instead,
+/// so the finding is still made (and the built-in group, which has none, is not affected).
+#[test]
+fn team_pattern_with_a_unicode_word_boundary_next_to_non_ascii_text() {
+    let custom = sentio_redact::RecognizerFile::from_toml(
+        r#"
+        [[recognizer]]
+        name = "ticket_id"
+        entity = "TICKET_ID"
+        patterns = [{ name = "ticket", regex = '\bTCK\d{5}\b', score = 0.8 }]
+        "#,
+    )
+    .unwrap();
+    let engine = Engine::builtin()
+        .unwrap()
+        .extend(&custom.recognizers)
+        .unwrap();
+    for text in [
+        "ticket TCK12345 please",
+        "désolé, ticket TCK12345 😡 mail me at zoë@example.com",
+    ] {
+        let got = found(&engine, text);
+        assert!(
+            got.contains(&("TICKET_ID".to_string(), "TCK12345".to_string())),
+            "{text}: {got:?}"
+        );
+    }
+    assert_eq!(
+        found(
+            &engine,
+            "désolé, ticket TCK12345 😡 mail me at zoë@example.com"
+        ),
+        vec![
+            ("TICKET_ID".to_string(), "TCK12345".to_string()),
+            ("EMAIL_ADDRESS".to_string(), "zoë@example.com".to_string()),
+        ]
+    );
+    assert!(found(&engine, "désolé, XTCK12345 n'est pas un ticket").is_empty());
+}
+
 /// Long texts without whitespace or words, as a client can send in one 256 KiB body, get their
 /// answer. Each of these once took seconds to minutes (200 KB of ":" 4.9 s, 180 KB of "ab:"
 /// 21 s): a context window that spanned the whole text before every candidate, a search for the
