@@ -552,6 +552,11 @@ impl Engine {
         options: &AnalyzeOptions,
         known: &[KnownValue],
     ) -> Vec<Detection> {
+        // A finding is never empty. Returning here also keeps a fresh component instance's
+        // memory untouched for an empty text (the prefilter's cache is 20 pages away).
+        if text.is_empty() {
+            return Vec::new();
+        }
         let mut candidates: Vec<Candidate> = Vec::new();
         let mut matched = Vec::new();
         for prefilter in &self.prefilters {

@@ -112,6 +112,9 @@ impl ValidatorKind {
             Self::PhoneInternational => phone_international(span),
             Self::PhoneNanp => verdict(nanp(&digits(span)), "not a valid NANP number"),
             Self::PhoneEuropeNational => phone_europe_national(span),
+            Self::PhoneGermanyNational if joins_digit_groups(text, start, end) => {
+                Verdict::Invalid("the tail or head of a longer run of digit groups")
+            }
             Self::PhoneGermanyNational => phone_germany_national(&digits(span)),
             Self::PhoneSpelledOut => phone_spelled_out(span),
             Self::CreditCard => credit_card(span, start),
@@ -618,6 +621,18 @@ fn phone_germany_national(d: &[u8]) -> Verdict {
         (8..=12).contains(&d.len()) && d[0] == 0 && d[1] != 0,
         "not a German national number",
     )
+}
+
+/// Whether `text[start..end]` is glued to another group of digits by a separator: in "card number
+/// 4020-6581-0827-6499" the German pattern's loose shape finds "0827-6499", a card number's tail
+/// (a Luhn-invalid one, so no card claims it first), not a phone number of its own.
+fn joins_digit_groups(text: &str, start: usize, end: usize) -> bool {
+    let is_separator = |c: char| matches!(c, ' ' | '-' | '.' | '/');
+    let is_digit = |c: char| digit_value(c).is_some();
+    let mut before = text[..start].chars().rev();
+    let mut after = text[end..].chars();
+    (before.next().is_some_and(is_separator) && before.next().is_some_and(is_digit))
+        || (after.next().is_some_and(is_separator) && after.next().is_some_and(is_digit))
 }
 
 fn ipv4(text: &str, span: &str, start: usize, end: usize) -> Verdict {

@@ -365,6 +365,8 @@ fn look_alikes_are_not_reported() {
         "knows its Freud and knows its Sade.",        // "its" is a possessive, not "it's"
         "we scored 612 345 678 points",               // three groups of three, no phone word
         "Bestellnummer 030 901820",                   // an order number, no phone word
+        "card number 4020-6581-0827-6499",            // Luhn fails; "0827-6499" is its tail
+        "card number 4249 1583 0328 3693",            // the same, spaced
         "part k1a0b1 is back in stock",               // a CA postcode's shape, no address word
         "my order 12345678 is late",                  // bank digits without bank context
         "it costs 1,299.00 dollars",                  // money
