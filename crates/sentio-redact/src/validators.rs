@@ -19,6 +19,7 @@ pub enum ValidatorKind {
     PhoneNanp,
     PhoneEuropeNational,
     PhoneGermanyNational,
+    PhoneIndiaNational,
     PhoneSpelledOut,
     CreditCard,
     Iban,
@@ -64,6 +65,7 @@ impl ValidatorKind {
             Self::PhoneNanp => "phone_nanp",
             Self::PhoneEuropeNational => "phone_europe_national",
             Self::PhoneGermanyNational => "phone_germany_national",
+            Self::PhoneIndiaNational => "phone_india_national",
             Self::PhoneSpelledOut => "phone_spelled_out",
             Self::CreditCard => "credit_card",
             Self::Iban => "iban",
@@ -116,6 +118,13 @@ impl ValidatorKind {
                 Verdict::Invalid("the tail or head of a longer run of digit groups")
             }
             Self::PhoneGermanyNational => phone_germany_national(&digits(span)),
+            Self::PhoneIndiaNational => {
+                let d = digits(span);
+                verdict(
+                    d.len() == 10 && matches!(d[0], 6..=9),
+                    "not an Indian mobile number",
+                )
+            }
             Self::PhoneSpelledOut => phone_spelled_out(span),
             Self::CreditCard => credit_card(span, start),
             Self::Iban => iban(span, start),
@@ -606,11 +615,11 @@ fn phone_europe_national(span: &str) -> Verdict {
     match d.len() {
         // UK: 01, 02, 03, 05, 07, 08 with 11 digits (0 + 10)
         11 if d[0] == 0 && matches!(d[1], 1 | 2 | 3 | 5 | 7 | 8) => Verdict::Valid,
-        // France: 0 + 9 digits, 01-09
+        // France (and Australia's 02, 03, 04, 07, 08): 0 + 9 digits, 01-09
         10 if d[0] == 0 && d[1] != 0 => Verdict::Valid,
         // Spain: 9 digits, mobiles 6 and 7, landlines 8 and 9
         9 if matches!(d[0], 6..=9) => Verdict::Valid,
-        _ => Verdict::Invalid("not a UK, French or Spanish national number"),
+        _ => Verdict::Invalid("not a UK, French, Australian or Spanish national number"),
     }
 }
 

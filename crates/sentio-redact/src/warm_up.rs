@@ -21,6 +21,8 @@ pub(crate) const PII_SAMPLES: &[&str] = &[
     "password: hunter2, my pin is 4821, postal code K1A 0B1, 350 5th Ave NW, SIN 130 692 544, TFN 123 456 782",
     "medicare 2123 45670 1, DNI 12345678Z, NIE X1234567L, aadhaar 2345 6789 0124, PAN ABCPE1234F",
     "Telefon: 030 901820, Handy 0171 1234567, Tel. 0221/1234567",
+    "my number is 07700900123, appelez-moi au 0612345678, mobile 02 9876 5432, whatsapp 98765-43210",
+    "I'm Mark and I need help, I'm Sorry and I'm Fine",
 ];
 
 /// How many generated sentences the warm-up analyzes (about 70 bytes each).

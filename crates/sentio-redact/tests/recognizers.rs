@@ -277,6 +277,12 @@ fn true_positives() {
             "PHONE_NUMBER",
             "0221/1234567",
         ),
+        ("my number is 07700900123", "PHONE_NUMBER", "07700900123"),
+        ("appelez-moi au 0612345678", "PHONE_NUMBER", "0612345678"),
+        ("mobile 02 9876 5432", "PHONE_NUMBER", "02 9876 5432"),
+        ("whatsapp me on 98765-43210", "PHONE_NUMBER", "98765-43210"),
+        ("my phone is 98765 43210", "PHONE_NUMBER", "98765 43210"),
+        ("I'm Mark and I need help", "PERSON", "Mark"),
         ("my postal code is K1A 0B1", "POSTAL_CODE", "K1A 0B1"),
         ("moved to Ottawa, k1a0b1", "POSTAL_CODE", "k1a0b1"),
         ("name: John Appleseed", "PERSON", "John Appleseed"),
@@ -365,6 +371,10 @@ fn look_alikes_are_not_reported() {
         "knows its Freud and knows its Sade.",        // "its" is a possessive, not "it's"
         "we scored 612 345 678 points",               // three groups of three, no phone word
         "Bestellnummer 030 901820",                   // an order number, no phone word
+        "order number 0612345678",                    // a compact national shape, an order
+        "invoice 07700900123 is unpaid",              // the same, an invoice
+        "we shipped 98765 43210 units",               // an Indian mobile's shape, no phone word
+        "I'm Sorry and I need help",                  // a feeling, not a name
         "card number 4020-6581-0827-6499",            // Luhn fails; "0827-6499" is its tail
         "card number 4249 1583 0328 3693",            // the same, spaced
         "part k1a0b1 is back in stock",               // a CA postcode's shape, no address word
