@@ -1155,6 +1155,10 @@ fn date_of_birth(span: &str) -> Verdict {
             plausible(year, m, day)
         }
         (None, [y, m, d]) if *y >= 1900 => plausible(*y, *m, *d),
+        // dd/mm/yy or mm/dd/yy, in either century
+        (None, [a, b, yy]) if *yy < 100 => [1900, 2000]
+            .iter()
+            .any(|c| plausible(c + yy, *b, *a) || plausible(c + yy, *a, *b)),
         // dd/mm/yyyy or mm/dd/yyyy: either reading makes it a date
         (None, [a, b, y]) => plausible(*y, *b, *a) || plausible(*y, *a, *b),
         _ => false,
@@ -1312,6 +1316,38 @@ const NOT_NAMES: &[&str] = &[
     "impressed",
     "shocked",
     "lost",
+    // After "my name is" in one case ("my name is on the booking", "spelled wrong"):
+    // function words and what is said of a name.
+    "on",
+    "in",
+    "at",
+    "to",
+    "of",
+    "for",
+    "with",
+    "from",
+    "by",
+    "but",
+    "or",
+    "as",
+    "if",
+    "because",
+    "under",
+    "spelled",
+    "spelt",
+    "misspelled",
+    "wrong",
+    "incorrect",
+    "correct",
+    "missing",
+    "listed",
+    "different",
+    "changed",
+    "same",
+    "unknown",
+    "showing",
+    "shown",
+    "printed",
     // Seen redacted in the airline tweets ("it's Late Flight...", "I'm Cancelled."): words that
     // carry the complaint.
     "late",
@@ -1324,13 +1360,13 @@ const NOT_NAMES: &[&str] = &[
 ];
 
 fn person_name(span: &str) -> Verdict {
-    let first = span
-        .split([' ', '-', '\'', '’'])
-        .next()
-        .unwrap_or("")
-        .to_lowercase();
+    // The first word, and the last ("john and" after "my name is" shortens to "john").
+    let mut words = span.split([' ', '-', '\'', '’']).filter(|w| !w.is_empty());
+    let first = words.next().unwrap_or("").to_lowercase();
+    let last = words.next_back().map(str::to_lowercase);
+    let common = |w: &str| NOT_NAMES.contains(&w);
     verdict(
-        !NOT_NAMES.contains(&first.as_str()) && span.chars().count() >= 2,
+        !common(&first) && !last.is_some_and(|w| common(&w)) && span.chars().count() >= 2,
         "a common word, not a name",
     )
 }

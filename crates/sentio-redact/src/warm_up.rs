@@ -22,7 +22,8 @@ pub(crate) const PII_SAMPLES: &[&str] = &[
     "medicare 2123 45670 1, DNI 12345678Z, NIE X1234567L, aadhaar 2345 6789 0124, PAN ABCPE1234F",
     "Telefon: 030 901820, Handy 0171 1234567, Tel. 0221/1234567",
     "my number is 07700900123, appelez-moi au 0612345678, mobile 02 9876 5432, whatsapp 98765-43210",
-    "I'm Mark and I need help, I'm Sorry and I'm Fine",
+    "I'm Mark and I need help, I'm Sorry and I'm Fine, my name is john smith, MY NAME IS JANE DOE",
+    "i'm called Aiko Tanaka, born 03/12/85, birthdate: 1992/05/05, dob 1992.05.05",
 ];
 
 /// How many generated sentences the warm-up analyzes (about 70 bytes each).

@@ -283,6 +283,12 @@ fn true_positives() {
         ("whatsapp me on 98765-43210", "PHONE_NUMBER", "98765-43210"),
         ("my phone is 98765 43210", "PHONE_NUMBER", "98765 43210"),
         ("I'm Mark and I need help", "PERSON", "Mark"),
+        ("My name is john smith", "PERSON", "john smith"),
+        ("MY NAME IS JOHN SMITH", "PERSON", "JOHN SMITH"),
+        ("my name is john and i need help", "PERSON", "john"),
+        ("i'm called Aiko Tanaka", "PERSON", "Aiko Tanaka"),
+        ("born 03/12/85", "DATE_OF_BIRTH", "03/12/85"),
+        ("birthdate: 1992/05/05", "DATE_OF_BIRTH", "1992/05/05"),
         ("my postal code is K1A 0B1", "POSTAL_CODE", "K1A 0B1"),
         ("moved to Ottawa, k1a0b1", "POSTAL_CODE", "k1a0b1"),
         ("name: John Appleseed", "PERSON", "John Appleseed"),
@@ -375,6 +381,11 @@ fn look_alikes_are_not_reported() {
         "invoice 07700900123 is unpaid",              // the same, an invoice
         "we shipped 98765 43210 units",               // an Indian mobile's shape, no phone word
         "I'm Sorry and I need help",                  // a feeling, not a name
+        "my name is on the booking",                  // "my name is" without a name
+        "my name is spelled wrong on my ticket",      // the same
+        "MY NAME IS NOT IMPORTANT",                   // the same, shouted
+        "meeting on 03/12/25",                        // a short date without birth context
+        "born 31/02/85",                              // no 31 February in either century
         "card number 4020-6581-0827-6499",            // Luhn fails; "0827-6499" is its tail
         "card number 4249 1583 0328 3693",            // the same, spaced
         "part k1a0b1 is back in stock",               // a CA postcode's shape, no address word
