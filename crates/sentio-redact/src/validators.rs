@@ -743,16 +743,25 @@ fn email(span: &str) -> Verdict {
     verdict(tld_known(domain), "unknown top-level domain")
 }
 
+/// Whether the domain's last label is a top-level domain of the ICANN root (`data/tlds.txt`, from
+/// the Public Suffix List, as Presidio checks through tldextract): `maria@sub.example.travel` is an
+/// address, `icon@2x.png` is a file name.
 fn tld_known(domain: &str) -> bool {
-    const GENERIC: &[&str] = &[
-        "com", "org", "net", "edu", "gov", "mil", "int", "info", "biz", "io", "co", "me", "app",
-        "dev", "ai", "xyz", "online", "site", "store", "shop", "tech", "cloud", "email", "mail",
-        "live", "name", "mobi", "pro", "tv", "cc", "ly", "gg", "fm", "news", "blog", "page",
-    ];
+    static TOP_LEVEL_DOMAINS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let sorted = TOP_LEVEL_DOMAINS.get_or_init(|| {
+        include_str!("../data/tlds.txt")
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    });
     let tld = domain.rsplit('.').next().unwrap_or("");
-    // Two letters is a country code (uk, de, fr, jp, ...); the rest must be a common generic TLD.
-    (tld.len() == 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()))
-        || GENERIC.iter().any(|g| g.eq_ignore_ascii_case(tld))
+    sorted
+        .binary_search_by(|listed| {
+            listed
+                .bytes()
+                .cmp(tld.bytes().map(|b| b.to_ascii_lowercase()))
+        })
+        .is_ok()
 }
 
 /// Rebuilds "john dot smith at gmail dot com" as "john.smith@gmail.com".
@@ -1565,6 +1574,27 @@ mod tests {
             ("111-11-1111", false),
         ] {
             assert_eq!(us_ssn(&ds(n)) == Verdict::Valid, valid, "{n}");
+        }
+    }
+
+    #[test]
+    fn top_level_domains_come_from_the_root_zone_list() {
+        let listed: Vec<&str> = include_str!("../data/tlds.txt")
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert!(listed.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+        for (domain, known) in [
+            ("example.com", true),
+            ("sub.example.travel", true),
+            ("EXAMPLE.CO.UK", true),
+            ("example.museum", true),
+            ("2x.png", false),
+            ("notes.txt", false),
+            ("example.zz", false),
+            ("localhost", false),
+        ] {
+            assert_eq!(tld_known(domain), known, "{domain}");
         }
     }
 

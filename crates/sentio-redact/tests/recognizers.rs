@@ -277,6 +277,11 @@ fn true_positives() {
             "PHONE_NUMBER",
             "0221/1234567",
         ),
+        (
+            "my email is Maria_Gonzalez-88@sub.example.travel",
+            "EMAIL_ADDRESS",
+            "Maria_Gonzalez-88@sub.example.travel",
+        ),
         ("my number is 07700900123", "PHONE_NUMBER", "07700900123"),
         ("appelez-moi au 0612345678", "PHONE_NUMBER", "0612345678"),
         ("mobile 02 9876 5432", "PHONE_NUMBER", "02 9876 5432"),
@@ -382,6 +387,7 @@ fn look_alikes_are_not_reported() {
         "we shipped 98765 43210 units",               // an Indian mobile's shape, no phone word
         "I'm Sorry and I need help",                  // a feeling, not a name
         "my name is on the booking",                  // "my name is" without a name
+        "see icon@2x.png for the logo",               // a file name: png is no top-level domain
         "my name is spelled wrong on my ticket",      // the same
         "MY NAME IS NOT IMPORTANT",                   // the same, shouted
         "meeting on 03/12/25",                        // a short date without birth context
