@@ -24,6 +24,7 @@ pub(crate) const PII_SAMPLES: &[&str] = &[
     "my number is 07700900123, appelez-moi au 0612345678, mobile 02 9876 5432, whatsapp 98765-43210",
     "I'm Mark and I need help, I'm Sorry and I'm Fine, my name is john smith, MY NAME IS JANE DOE",
     "i'm called Aiko Tanaka, born 03/12/85, birthdate: 1992/05/05, dob 1992.05.05",
+    "the agent, Kevin, was rude; Contact person: Ahmed Al-Farsi; maria@sub.example.travel",
 ];
 
 /// How many generated sentences the warm-up analyzes (about 70 bytes each).

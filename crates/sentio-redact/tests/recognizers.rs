@@ -292,6 +292,8 @@ fn true_positives() {
         ("MY NAME IS JOHN SMITH", "PERSON", "JOHN SMITH"),
         ("my name is john and i need help", "PERSON", "john"),
         ("i'm called Aiko Tanaka", "PERSON", "Aiko Tanaka"),
+        ("the agent, Kevin, was rude", "PERSON", "Kevin"),
+        ("Contact person: Ahmed Al-Farsi", "PERSON", "Ahmed Al-Farsi"),
         ("born 03/12/85", "DATE_OF_BIRTH", "03/12/85"),
         ("birthdate: 1992/05/05", "DATE_OF_BIRTH", "1992/05/05"),
         ("my postal code is K1A 0B1", "POSTAL_CODE", "K1A 0B1"),
@@ -388,6 +390,7 @@ fn look_alikes_are_not_reported() {
         "I'm Sorry and I need help",                  // a feeling, not a name
         "my name is on the booking",                  // "my name is" without a name
         "see icon@2x.png for the logo",               // a file name: png is no top-level domain
+        "Contact - Support Team",                     // a form field without a person
         "my name is spelled wrong on my ticket",      // the same
         "MY NAME IS NOT IMPORTANT",                   // the same, shouted
         "meeting on 03/12/25",                        // a short date without birth context
