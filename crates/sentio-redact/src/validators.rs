@@ -20,6 +20,7 @@ pub enum ValidatorKind {
     PhoneEuropeNational,
     PhoneGermanyNational,
     PhoneIndiaNational,
+    PhoneBrazilNational,
     PhoneSpelledOut,
     CreditCard,
     Iban,
@@ -66,6 +67,7 @@ impl ValidatorKind {
             Self::PhoneEuropeNational => "phone_europe_national",
             Self::PhoneGermanyNational => "phone_germany_national",
             Self::PhoneIndiaNational => "phone_india_national",
+            Self::PhoneBrazilNational => "phone_brazil_national",
             Self::PhoneSpelledOut => "phone_spelled_out",
             Self::CreditCard => "credit_card",
             Self::Iban => "iban",
@@ -118,6 +120,7 @@ impl ValidatorKind {
                 Verdict::Invalid("the tail or head of a longer run of digit groups")
             }
             Self::PhoneGermanyNational => phone_germany_national(&digits(span)),
+            Self::PhoneBrazilNational => phone_brazil_national(&digits(span)),
             Self::PhoneIndiaNational => {
                 let d = digits(span);
                 verdict(
@@ -630,6 +633,18 @@ fn phone_germany_national(d: &[u8]) -> Verdict {
         (8..=12).contains(&d.len()) && d[0] == 0 && d[1] != 0,
         "not a German national number",
     )
+}
+
+/// Brazil: area codes 11-99 (no 0 in either digit), then eight digits for a landline (2-5 first)
+/// or nine for a mobile (9 first).
+fn phone_brazil_national(d: &[u8]) -> Verdict {
+    let area_ok = d.len() >= 2 && d[0] != 0 && d[1] != 0;
+    let number_ok = match d.len() {
+        10 => (2..=5).contains(&d[2]),
+        11 => d[2] == 9,
+        _ => false,
+    };
+    verdict(area_ok && number_ok, "not a Brazilian national number")
 }
 
 /// Whether `text[start..end]` is glued to another group of digits by a separator: in "card number
@@ -1357,6 +1372,12 @@ const NOT_NAMES: &[&str] = &[
     "showing",
     "shown",
     "printed",
+    // After "call me": when, not who.
+    "maybe",
+    "later",
+    "soon",
+    "asap",
+    "anytime",
     // Seen redacted in the airline tweets ("it's Late Flight...", "I'm Cancelled."): words that
     // carry the complaint.
     "late",

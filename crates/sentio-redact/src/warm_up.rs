@@ -25,6 +25,7 @@ pub(crate) const PII_SAMPLES: &[&str] = &[
     "I'm Mark and I need help, I'm Sorry and I'm Fine, my name is john smith, MY NAME IS JANE DOE",
     "i'm called Aiko Tanaka, born 03/12/85, birthdate: 1992/05/05, dob 1992.05.05",
     "the agent, Kevin, was rude; Contact person: Ahmed Al-Farsi; maria@sub.example.travel",
+    "Cheers - Alex; celular (11) 91234-5678, telefone (21) 2345-6789",
 ];
 
 /// How many generated sentences the warm-up analyzes (about 70 bytes each).

@@ -293,6 +293,9 @@ fn true_positives() {
         ("my name is john and i need help", "PERSON", "john"),
         ("i'm called Aiko Tanaka", "PERSON", "Aiko Tanaka"),
         ("the agent, Kevin, was rude", "PERSON", "Kevin"),
+        ("Cheers - Alex", "PERSON", "Alex"),
+        ("celular (11) 91234-5678", "PHONE_NUMBER", "(11) 91234-5678"),
+        ("telefone (21) 2345-6789", "PHONE_NUMBER", "(21) 2345-6789"),
         ("Contact person: Ahmed Al-Farsi", "PERSON", "Ahmed Al-Farsi"),
         ("born 03/12/85", "DATE_OF_BIRTH", "03/12/85"),
         ("birthdate: 1992/05/05", "DATE_OF_BIRTH", "1992/05/05"),
@@ -391,6 +394,9 @@ fn look_alikes_are_not_reported() {
         "my name is on the booking",                  // "my name is" without a name
         "see icon@2x.png for the logo",               // a file name: png is no top-level domain
         "Contact - Support Team",                     // a form field without a person
+        "call me - Maybe",                            // when, not who
+        "pedido (11) 91234-5678",                     // a Brazilian phone's shape, an order
+        "my phone (11) 1234-5678",                    // a landline starts with 2-5
         "my name is spelled wrong on my ticket",      // the same
         "MY NAME IS NOT IMPORTANT",                   // the same, shouted
         "meeting on 03/12/25",                        // a short date without birth context
