@@ -121,13 +121,7 @@ impl ValidatorKind {
             }
             Self::PhoneGermanyNational => phone_germany_national(&digits(span)),
             Self::PhoneBrazilNational => phone_brazil_national(&digits(span)),
-            Self::PhoneIndiaNational => {
-                let d = digits(span);
-                verdict(
-                    d.len() == 10 && matches!(d[0], 6..=9),
-                    "not an Indian mobile number",
-                )
-            }
+            Self::PhoneIndiaNational => phone_india_national(&digits(span)),
             Self::PhoneSpelledOut => phone_spelled_out(span),
             Self::CreditCard => credit_card(span, start),
             Self::Iban => iban(span, start),
@@ -632,6 +626,14 @@ fn phone_germany_national(d: &[u8]) -> Verdict {
     verdict(
         (8..=12).contains(&d.len()) && d[0] == 0 && d[1] != 0,
         "not a German national number",
+    )
+}
+
+/// India: mobiles, ten digits starting 6-9.
+fn phone_india_national(d: &[u8]) -> Verdict {
+    verdict(
+        d.len() == 10 && matches!(d[0], 6..=9),
+        "not an Indian mobile number",
     )
 }
 
