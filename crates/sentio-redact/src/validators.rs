@@ -764,21 +764,25 @@ fn email(span: &str) -> Verdict {
 /// the Public Suffix List, as Presidio checks through tldextract): `maria@sub.example.travel` is an
 /// address, `icon@2x.png` is a file name.
 fn tld_known(domain: &str) -> bool {
-    static TOP_LEVEL_DOMAINS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    let sorted = TOP_LEVEL_DOMAINS.get_or_init(|| {
-        include_str!("../data/tlds.txt")
-            .lines()
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .collect()
-    });
     let tld = domain.rsplit('.').next().unwrap_or("");
-    sorted
+    top_level_domains()
         .binary_search_by(|listed| {
             listed
                 .bytes()
                 .cmp(tld.bytes().map(|b| b.to_ascii_lowercase()))
         })
         .is_ok()
+}
+
+/// The lines of `data/tlds.txt` (sorted), read once.
+fn top_level_domains() -> &'static [&'static str] {
+    static TOP_LEVEL_DOMAINS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    TOP_LEVEL_DOMAINS.get_or_init(|| {
+        include_str!("../data/tlds.txt")
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    })
 }
 
 /// Rebuilds "john dot smith at gmail dot com" as "john.smith@gmail.com".
@@ -1181,12 +1185,14 @@ fn date_of_birth(span: &str) -> Verdict {
             plausible(year, m, day)
         }
         (None, [y, m, d]) if *y >= 1900 => plausible(*y, *m, *d),
-        // dd/mm/yy or mm/dd/yy, in either century
-        (None, [a, b, yy]) if *yy < 100 => [1900, 2000]
-            .iter()
-            .any(|c| plausible(c + yy, *b, *a) || plausible(c + yy, *a, *b)),
-        // dd/mm/yyyy or mm/dd/yyyy: either reading makes it a date
-        (None, [a, b, y]) => plausible(*y, *b, *a) || plausible(*y, *a, *b),
+        // dd/mm/yyyy or mm/dd/yyyy: either reading makes it a date; a two-digit year
+        // (dd/mm/yy) in either century
+        (None, [a, b, y]) => {
+            let centuries: &[u32] = if *y < 100 { &[1900, 2000] } else { &[0] };
+            centuries
+                .iter()
+                .any(|c| plausible(c + y, *b, *a) || plausible(c + y, *a, *b))
+        }
         _ => false,
     };
     verdict(ok, "not a calendar date")
@@ -1602,10 +1608,7 @@ mod tests {
 
     #[test]
     fn top_level_domains_come_from_the_root_zone_list() {
-        let listed: Vec<&str> = include_str!("../data/tlds.txt")
-            .lines()
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .collect();
+        let listed = top_level_domains();
         assert!(listed.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
         for (domain, known) in [
             ("example.com", true),
