@@ -6,8 +6,9 @@ use aho_corasick::AhoCorasick;
 use regex::{CaptureLocations, Regex, RegexBuilder};
 use regex_automata::nfa::thompson;
 use regex_automata::util::pool::Pool;
-use regex_automata::{Input, MatchKind, PatternID, hybrid};
+use regex_automata::{Input, MatchKind, hybrid};
 use serde::Serialize;
+use smallvec::SmallVec;
 use std::panic::{RefUnwindSafe, UnwindSafe};
 
 use crate::RedactError;
@@ -226,6 +227,7 @@ type CacheFn = Box<dyn Fn() -> hybrid::dfa::Cache + Send + Sync + UnwindSafe + R
 
 /// The lazy DFA could not finish a search: a byte it cannot decide on (non-ASCII next to a
 /// Unicode `\b` in a team's pattern) or a cache it gave up on.
+#[derive(Debug)]
 struct Undecided;
 
 impl Prefilter {
@@ -242,34 +244,43 @@ impl Prefilter {
     /// Adds to `out` the (recognizer, pattern) of every pattern that matches somewhere in `text`,
     /// in declaration order.
     fn matching_patterns(&self, text: &str, out: &mut Vec<(usize, usize)>) {
-        let mut found = Vec::new();
+        let mut found = FoundPatterns::new(self.pattern_owner.len());
         match self.search(&mut self.caches.get(), text.as_bytes(), &mut found) {
-            Ok(()) => {
-                found.sort_unstable();
-                out.extend(found.iter().map(|p| self.pattern_owner[p.as_usize()]));
-            }
+            Ok(()) => out.extend(found.patterns().map(|p| self.pattern_owner[p])),
             // Every pattern is searched instead; their own regexes decide.
             Err(Undecided) => out.extend(self.pattern_owner.iter().copied()),
         }
     }
 
-    /// One forward pass, recording the patterns of every match state it passes through. Not
-    /// inlined: on its own, the byte loop keeps the haystack and the cache in registers.
-    #[inline(never)]
+    /// One forward pass, recording the patterns of every match state it passes through; in two
+    /// lanes when the text is long enough.
     fn search(
         &self,
         cache: &mut hybrid::dfa::Cache,
         haystack: &[u8],
-        found: &mut Vec<PatternID>,
+        found: &mut FoundPatterns,
+    ) -> Result<(), Undecided> {
+        if let Some(second) = second_lane_start(haystack)
+            && self.search_two_lanes(cache, haystack, second, found)?
+        {
+            return Ok(());
+        }
+        let sid = self.start(cache, haystack, 0)?;
+        self.walk(cache, haystack, sid, 0, found)
+    }
+
+    /// Walks from state `sid` at `at` to the end of the text. Not inlined: on its own, the byte
+    /// loop keeps the haystack and the cache in registers.
+    #[inline(never)]
+    fn walk(
+        &self,
+        cache: &mut hybrid::dfa::Cache,
+        haystack: &[u8],
+        mut sid: hybrid::LazyStateID,
+        mut at: usize,
+        found: &mut FoundPatterns,
     ) -> Result<(), Undecided> {
         let dfa = &self.dfa;
-        let mut sid = dfa
-            .start_state_forward(cache, &Input::new(haystack))
-            .map_err(|_| Undecided)?;
-        // A run of digits stays in one match state for many bytes: its patterns are read once.
-        // The cache's clear count is part of the key because a cleared cache reuses state ids.
-        let mut last_read = None;
-        let mut at = 0;
         while at < haystack.len() {
             // Most bytes lead from an untagged state to another (nothing matched, nothing to
             // compute): that loop checks nothing else.
@@ -286,43 +297,218 @@ impl Prefilter {
                     break;
                 }
             }
-            // A state to compute, a match state to read, or the way out of one.
-            let next = dfa
-                .next_state(cache, sid, haystack[at])
-                .map_err(|_| Undecided)?;
-            if next.is_match() {
-                if last_read != Some((next, cache.clear_count())) {
-                    record_matches(dfa, cache, next, found);
-                    last_read = Some((next, cache.clear_count()));
-                }
-            } else if next.is_quit() {
-                return Err(Undecided);
-            } else if next.is_dead() {
-                return Ok(());
+            match self.transition(cache, sid, haystack[at], found)? {
+                Some(next) => sid = next,
+                None => return Ok(()),
             }
-            sid = next;
             at += 1;
         }
         // Matches are reported one byte late: the end of the text is one more transition.
         let eoi = dfa.next_eoi_state(cache, sid).map_err(|_| Undecided)?;
         if eoi.is_match() {
-            record_matches(dfa, cache, eoi, found);
+            found.read(dfa, cache, eoi);
         }
         Ok(())
     }
+
+    /// The search in two lanes, `Ok(false)` when it could not finish that way (a full cache was
+    /// cleared, so state ids held by the other lane mean nothing; or the dead state, which an
+    /// unanchored search never reaches): the caller then walks the text in one lane.
+    ///
+    /// Each transition is a load that depends on the one before, so one walk leaves the core
+    /// waiting on memory. Lane A walks the first half while lane B, started fresh at
+    /// `second`, walks the second half in the same loop: their loads overlap. B knew nothing of
+    /// what came before `second`, so A then walks on until it reaches the state B was in at the
+    /// same byte; from there both walks are one, and B finishes the text. On chat turns A meets B
+    /// within two bytes on average. Every match B reports is a match of the text, and A reaches
+    /// every state from which B goes on, so the patterns found are exactly one walk's.
+    #[inline(never)]
+    fn search_two_lanes(
+        &self,
+        cache: &mut hybrid::dfa::Cache,
+        haystack: &[u8],
+        second: usize,
+        found: &mut FoundPatterns,
+    ) -> Result<bool, Undecided> {
+        let dfa = &self.dfa;
+        let clears = cache.clear_count();
+        let mut a = self.start(cache, haystack, 0)?;
+        let mut b = self.start(cache, haystack, second)?;
+        // B's state after each of its first bytes, for A to meet.
+        let mut b_states = [hybrid::LazyStateID::default(); LANE_MEET_WINDOW];
+        // A's segment is the shorter one: `second` is at most half the text.
+        for i in 0..second {
+            let (byte_a, byte_b) = (haystack[i], haystack[second + i]);
+            let next_a = if a.is_tagged() {
+                a
+            } else {
+                dfa.next_state_untagged(cache, a, byte_a)
+            };
+            let next_b = if b.is_tagged() {
+                b
+            } else {
+                dfa.next_state_untagged(cache, b, byte_b)
+            };
+            if next_a.is_tagged() {
+                let next = self.transition(cache, a, byte_a, found)?;
+                match next {
+                    Some(next) if cache.clear_count() == clears => a = next,
+                    _ => return Ok(false),
+                }
+            } else {
+                a = next_a;
+            }
+            if next_b.is_tagged() {
+                let next = self.transition(cache, b, byte_b, found)?;
+                match next {
+                    Some(next) if cache.clear_count() == clears => b = next,
+                    _ => return Ok(false),
+                }
+            } else {
+                b = next_b;
+            }
+            if let Some(slot) = b_states.get_mut(i) {
+                *slot = b;
+            }
+        }
+        // A walks on into B's segment until it meets B.
+        let meet_until = b_states.len().min(second);
+        for (i, &b_state) in b_states[..meet_until].iter().enumerate() {
+            let byte = haystack[second + i];
+            let next = if a.is_tagged() {
+                a
+            } else {
+                dfa.next_state_untagged(cache, a, byte)
+            };
+            if next.is_tagged() {
+                match self.transition(cache, a, byte, found)? {
+                    Some(next) if cache.clear_count() == clears => a = next,
+                    _ => return Ok(false),
+                }
+            } else {
+                a = next;
+            }
+            if a == b_state {
+                // One walk from here: B's, which is further on.
+                self.walk(cache, haystack, b, 2 * second, found)?;
+                return Ok(true);
+            }
+        }
+        // They did not meet: A walks the rest of the text alone (what B found still stands).
+        self.walk(cache, haystack, a, second + meet_until, found)?;
+        Ok(true)
+    }
+
+    /// The state after `byte` from `sid`, computing it if it is new and reading the patterns of
+    /// a match state; `None` at the dead state (no match can follow).
+    fn transition(
+        &self,
+        cache: &mut hybrid::dfa::Cache,
+        sid: hybrid::LazyStateID,
+        byte: u8,
+        found: &mut FoundPatterns,
+    ) -> Result<Option<hybrid::LazyStateID>, Undecided> {
+        let next = self
+            .dfa
+            .next_state(cache, sid, byte)
+            .map_err(|_| Undecided)?;
+        if next.is_match() {
+            found.read(&self.dfa, cache, next);
+        } else if next.is_quit() {
+            return Err(Undecided);
+        } else if next.is_dead() {
+            return Ok(None);
+        }
+        Ok(Some(next))
+    }
+
+    /// The start state of a walk from `at`, which sees the byte before it (for `\b`).
+    fn start(
+        &self,
+        cache: &mut hybrid::dfa::Cache,
+        haystack: &[u8],
+        at: usize,
+    ) -> Result<hybrid::LazyStateID, Undecided> {
+        self.dfa
+            .start_state_forward(cache, &Input::new(haystack).range(at..))
+            .map_err(|_| Undecided)
+    }
 }
 
-fn record_matches(
-    dfa: &hybrid::dfa::DFA,
-    cache: &hybrid::dfa::Cache,
-    state: hybrid::LazyStateID,
-    found: &mut Vec<PatternID>,
-) {
-    for i in 0..dfa.match_len(cache, state) {
-        let pattern = dfa.match_pattern(cache, state, i);
-        if !found.contains(&pattern) {
-            found.push(pattern);
+/// Texts this long or longer are walked in two lanes.
+const TWO_LANES_FROM: usize = 48;
+/// How many bytes into the second lane's segment the first lane looks for it.
+const LANE_MEET_WINDOW: usize = 16;
+
+/// Where the second lane of a walk starts: after the last space in the 8 bytes up to the middle
+/// of the text (a walk started after a space meets the walk before it soonest), else at the
+/// char boundary at or before the middle. `None` for a text too short for two lanes.
+fn second_lane_start(haystack: &[u8]) -> Option<usize> {
+    if haystack.len() < TWO_LANES_FROM {
+        return None;
+    }
+    let middle = haystack.len() / 2;
+    let after_space = haystack[middle - 8..middle]
+        .iter()
+        .rposition(|&b| b == b' ')
+        .map(|i| middle - 8 + i + 1);
+    let boundary = (0..=middle)
+        .rev()
+        .find(|&i| haystack[i] & 0xC0 != 0x80)
+        .unwrap_or(0);
+    Some(after_space.unwrap_or(boundary)).filter(|&start| start > 0)
+}
+
+/// The patterns a walk found, a bit per DFA pattern. A run of digits can stay in one match state
+/// for many bytes: the last few match states read are not read again.
+struct FoundPatterns {
+    /// Inline up to 128 patterns (the built-in group has 78): no allocation per text.
+    bits: SmallVec<[u64; 2]>,
+    /// Recently read match states, with the cache's clear count then (a cleared cache reuses
+    /// state ids).
+    recent: [(hybrid::LazyStateID, usize); 4],
+    next_recent: usize,
+}
+
+impl FoundPatterns {
+    fn new(patterns: usize) -> Self {
+        Self {
+            bits: smallvec::smallvec![0; patterns.div_ceil(64)],
+            // A match state is never the default (unknown) id, so these never hit.
+            recent: [(hybrid::LazyStateID::default(), usize::MAX); 4],
+            next_recent: 0,
         }
+    }
+
+    /// Records the patterns of match state `state`.
+    fn read(
+        &mut self,
+        dfa: &hybrid::dfa::DFA,
+        cache: &hybrid::dfa::Cache,
+        state: hybrid::LazyStateID,
+    ) {
+        let key = (state, cache.clear_count());
+        if self.recent.contains(&key) {
+            return;
+        }
+        self.recent[self.next_recent % self.recent.len()] = key;
+        self.next_recent += 1;
+        for i in 0..dfa.match_len(cache, state) {
+            let pattern = dfa.match_pattern(cache, state, i).as_usize();
+            self.bits[pattern / 64] |= 1 << (pattern % 64);
+        }
+    }
+
+    /// The patterns found, in order.
+    fn patterns(&self) -> impl Iterator<Item = usize> + '_ {
+        self.bits.iter().enumerate().flat_map(|(word, &bits)| {
+            let mut rest = bits;
+            std::iter::from_fn(move || {
+                let bit = (rest != 0).then(|| rest.trailing_zeros() as usize)?;
+                rest &= rest - 1;
+                Some(word * 64 + bit)
+            })
+        })
     }
 }
 
@@ -1145,6 +1331,7 @@ fn is_whole_word(haystack: &str, start: usize, end: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn context_words_inside_type_tags_do_not_count() {
@@ -1236,5 +1423,77 @@ mod tests {
         ]);
         let order: Vec<usize> = kept.iter().map(|k| k.recognizer).collect();
         assert_eq!(order, [1, 3]);
+    }
+
+    /// The prefilter's answer for `text` from one walk, and from two lanes split at `second`.
+    fn one_walk_and_two_lanes(
+        prefilter: &Prefilter,
+        text: &str,
+        second: usize,
+    ) -> (Vec<usize>, Vec<usize>) {
+        let haystack = text.as_bytes();
+        let mut cache = prefilter.dfa.create_cache();
+        let mut one = FoundPatterns::new(prefilter.pattern_owner.len());
+        let sid = prefilter.start(&mut cache, haystack, 0).unwrap();
+        prefilter
+            .walk(&mut cache, haystack, sid, 0, &mut one)
+            .unwrap();
+        let mut two = FoundPatterns::new(prefilter.pattern_owner.len());
+        let finished = prefilter
+            .search_two_lanes(&mut cache, haystack, second, &mut two)
+            .unwrap();
+        assert!(finished, "{text:?} at {second}: the cache was not cleared");
+        (one.patterns().collect(), two.patterns().collect())
+    }
+
+    #[test]
+    fn two_lanes_find_what_one_walk_finds_wherever_the_text_is_cut() {
+        let engine = Engine::builtin().unwrap();
+        let prefilter = &engine.prefilters[0];
+        // PII across the middle, at either end, twice, next to non-ASCII text, and none.
+        let texts = [
+            "You can reach me at maria.g@example.com or on +44 20 7946 0958 after five.",
+            "card 4111 1111 1111 1111 and my name is Maria Gonzalez, born 14/03/1985",
+            "ok so the thing is, john dot smith at gmail dot com is my address",
+            "wire it to GB82 WEST 1234 5698 7654 32 please, merci beaucoup très bien 😡",
+            "The app keeps crashing every time I open the settings page since the update.",
+            "ip 192.168.10.24 then 2001:db8::8a2e:370:7334 then 00:1A:2B:3C:4D:5E, ssn 536-90-4399",
+            "４１１１ １１１１ １１１１ １１１１ ありがとう ４１１１ １１１１ １１１１ １１１１",
+        ];
+        for text in texts {
+            let cuts = (1..=text.len() / 2).filter(|&i| text.is_char_boundary(i));
+            for second in cuts {
+                let (one, two) = one_walk_and_two_lanes(prefilter, text, second);
+                assert_eq!(one, two, "{text:?} cut at {second}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn two_lanes_find_what_one_walk_finds(
+            pieces in proptest::collection::vec(
+                prop_oneof![
+                    proptest::sample::select(&[
+                        "my email is jane.doe@example.com", "call (415) 555-2671",
+                        "IBAN DE89370400440532013000", "my name is Tom Baker",
+                        "password: hunter2", "https://example.com/a?b=c", "thanks!",
+                    ][..]).prop_map(str::to_owned),
+                    "\\PC{0,12}",
+                    "[0-9 .\\-+()@a-z]{0,16}",
+                ],
+                1..8,
+            ),
+        ) {
+            static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+            let engine = ENGINE.get_or_init(|| Engine::builtin().unwrap());
+            let text = pieces.join(" ");
+            for second in (1..=text.len() / 2).filter(|&i| text.is_char_boundary(i)) {
+                let (one, two) = one_walk_and_two_lanes(&engine.prefilters[0], &text, second);
+                prop_assert_eq!(one, two, "{:?} cut at {}", text, second);
+            }
+        }
     }
 }

@@ -803,14 +803,24 @@ pub fn deobfuscate_email(span: &str) -> String {
     out
 }
 
+/// Whether `span` spells out a separator: "dot" anywhere, or "at" between spaces or brackets
+/// (" at ", "(at)", "[at]", "{at}"), in any case. One pass: every e-mail address the plain
+/// recognizer finds is also a candidate here, with its prefixes when it is rejected.
+fn spells_a_separator(span: &str) -> bool {
+    let bytes = span.as_bytes();
+    let lower = |i: usize| bytes.get(i).map(u8::to_ascii_lowercase);
+    (0..bytes.len()).any(|i| match lower(i) {
+        Some(b'd') => lower(i + 1) == Some(b'o') && lower(i + 2) == Some(b't'),
+        Some(b'a') if i > 0 && lower(i + 1) == Some(b't') => matches!(
+            (bytes[i - 1], lower(i + 2)),
+            (b' ', Some(b' ')) | (b'(', Some(b')')) | (b'[', Some(b']')) | (b'{', Some(b'}'))
+        ),
+        _ => false,
+    })
+}
+
 fn email_obfuscated(span: &str) -> Verdict {
-    let has = |needle: &str| {
-        span.as_bytes()
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
-    };
-    let spelled = has("dot") || has(" at ") || has("(at)") || has("[at]") || has("{at}");
-    if !spelled {
+    if !spells_a_separator(span) {
         return Verdict::Invalid("not obfuscated (the plain email recognizer covers it)");
     }
     let rebuilt = deobfuscate_email(span);
@@ -1397,12 +1407,22 @@ const NOT_NAMES: &[&str] = &[
     "early",
 ];
 
+/// `NOT_NAMES` sorted, for a binary search (a name candidate checks two words against ~200).
+fn not_names() -> &'static [&'static str] {
+    static SORTED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    SORTED.get_or_init(|| {
+        let mut sorted = NOT_NAMES.to_vec();
+        sorted.sort_unstable();
+        sorted
+    })
+}
+
 fn person_name(span: &str) -> Verdict {
     // The first word, and the last ("john and" after "my name is" shortens to "john").
     let mut words = span.split([' ', '-', '\'', '’']).filter(|w| !w.is_empty());
     let first = words.next().unwrap_or("").to_lowercase();
     let last = words.next_back().map(str::to_lowercase);
-    let common = |w: &str| NOT_NAMES.contains(&w);
+    let common = |w: &str| not_names().binary_search(&w).is_ok();
     verdict(
         !common(&first) && !last.is_some_and(|w| common(&w)) && span.chars().count() >= 2,
         "a common word, not a name",
@@ -1717,6 +1737,47 @@ mod tests {
             ("1111", false),
         ] {
             assert_eq!(password(value) == Verdict::Valid, valid, "{value}");
+        }
+    }
+
+    #[test]
+    fn spelled_separators() {
+        for (span, spelled) in [
+            ("john dot smith", true),
+            ("john.DOT.smith", true),
+            ("jane(at)example", true),
+            ("jane [AT] example", true),
+            ("jane{at}example", true),
+            ("jane at example", true),
+            ("at example", false),
+            ("jane at", false),
+            ("jane(at]example", false),
+            ("jane{at)example", false),
+            ("jane@example.com", false),
+            ("chat attempt", false),
+        ] {
+            assert_eq!(spells_a_separator(span), spelled, "{span}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The one-pass check says what searching for each spelled separator says.
+        #[test]
+        fn a_spelled_separator_is_found_in_one_pass(
+            pieces in proptest::collection::vec(proptest::sample::select(&[
+                "dot", "DoT", "do", "at", "AT", "a", "t", " ", "(", ")", "[", "]", "{", "}", "x", "@",
+            ][..]), 0..10),
+        ) {
+            let span = pieces.concat();
+            let has = |needle: &str| {
+                span.as_bytes()
+                    .windows(needle.len())
+                    .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+            };
+            let searched = has("dot") || has(" at ") || has("(at)") || has("[at]") || has("{at}");
+            proptest::prop_assert_eq!(spells_a_separator(&span), searched, "{:?}", span);
         }
     }
 }
