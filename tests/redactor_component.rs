@@ -31,7 +31,7 @@ fn component_matches_native_engine() {
         assert_eq!(got.redacted_text, want.redacted_text, "{text}");
         assert_eq!(got.findings.len(), want.findings.len());
         for (g, w) in got.findings.iter().zip(&want.findings) {
-            assert_eq!(g.entity_type, w.entity_type);
+            assert_eq!(*g.entity_type, *w.entity_type);
             assert_eq!(
                 g.input.utf16,
                 (w.input.utf16[0] as u32, w.input.utf16[1] as u32)

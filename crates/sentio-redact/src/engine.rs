@@ -1,6 +1,7 @@
 //! The analyzer: runs recognizers over a text and resolves their findings into one set of spans.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
 use regex::{CaptureLocations, Regex, RegexBuilder};
@@ -30,7 +31,8 @@ pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.5;
 /// Why a finding was reported: enough to explain it to an auditor without the raw value.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
-    pub pattern: String,
+    #[serde(serialize_with = "crate::serialize_shared_str")]
+    pub pattern: Arc<str>,
     pub pattern_score: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validator: Option<&'static str>,
@@ -54,11 +56,11 @@ pub enum Validation {
 /// A detected entity in the input text, with byte offsets (`start..end`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detection {
-    pub entity_type: String,
+    pub entity_type: Arc<str>,
     pub start: usize,
     pub end: usize,
     pub score: f32,
-    pub recognizer: String,
+    pub recognizer: Arc<str>,
     pub explanation: Explanation,
     /// Recognizer and pattern indices, and which context words were hit (bit i = word i).
     pub(crate) recognizer_index: usize,
@@ -87,42 +89,38 @@ pub(crate) struct Candidate {
 pub(crate) struct KnownValue {
     pub(crate) value: String,
     pub(crate) found_as: Candidate,
-    /// The value's distinct bytes, those rare in chat text first.
-    distinct_bytes: Box<[u8]>,
+    /// The bytes of the value.
+    bytes: ByteSet,
 }
 
 impl KnownValue {
     pub(crate) fn new(value: String, found_as: Candidate) -> Self {
-        let mut seen = [false; 256];
-        let mut distinct_bytes: Vec<u8> = (value.bytes())
-            .filter(|&b| !std::mem::replace(&mut seen[usize::from(b)], true))
-            .collect();
-        distinct_bytes.sort_by_key(|&b| b.is_ascii_lowercase() || b == b' ');
         Self {
+            bytes: ByteSet::of(&value),
             value,
             found_as,
-            distinct_bytes: distinct_bytes.into(),
         }
     }
 }
 
-/// Which bytes a text contains. A known value with a byte that the text lacks cannot occur in
-/// it: most later turns of a request have no `@`, `+` or the card's digits, and the check
-/// settles them without a search (searching every known value in every turn was 17 % of the
-/// engine's time over 64-turn requests).
-struct BytesPresent([bool; 256]);
+/// Which bytes a text contains, a bit each. A known value with a byte that the text lacks cannot
+/// occur in it: most later turns of a request have no `@`, `+` or the card's digits, and the
+/// check settles them without a search (searching every known value in every turn was 17 % of
+/// the engine's time over 64-turn requests).
+#[derive(Debug, Clone, Copy)]
+struct ByteSet([u64; 4]);
 
-impl BytesPresent {
+impl ByteSet {
     fn of(text: &str) -> Self {
-        let mut present = [false; 256];
+        let mut bits = [0u64; 4];
         for &b in text.as_bytes() {
-            present[usize::from(b)] = true;
+            bits[usize::from(b >> 6)] |= 1 << (b & 63);
         }
-        Self(present)
+        Self(bits)
     }
 
     fn may_contain(&self, known: &KnownValue) -> bool {
-        known.distinct_bytes.iter().all(|&b| self.0[usize::from(b)])
+        (0..4).all(|i| known.bytes.0[i] & !self.0[i] == 0)
     }
 }
 
@@ -179,7 +177,9 @@ impl AnalyzeOptions {
 
 #[derive(Clone)]
 struct CompiledPattern {
-    name: String,
+    name: Arc<str>,
+    /// The name a finding that repeats a value found elsewhere reports.
+    repeat_name: Arc<str>,
     regex: Regex,
     score: f32,
     /// Index of the `value` capture group, when the finding is only part of the match.
@@ -188,8 +188,8 @@ struct CompiledPattern {
 
 #[derive(Clone)]
 struct Recognizer {
-    name: String,
-    entity: String,
+    name: Arc<str>,
+    entity: Arc<str>,
     patterns: Vec<CompiledPattern>,
     context: Vec<String>,
     context_matcher: WordMatcher,
@@ -563,8 +563,11 @@ impl Engine {
     fn add_group(&mut self, specs: &[RecognizerSpec]) -> Result<(), RedactError> {
         let mut sources = Vec::new();
         let mut pattern_owner = Vec::new();
-        let mut names: std::collections::BTreeSet<String> =
-            self.recognizers.iter().map(|r| r.name.clone()).collect();
+        let mut names: std::collections::BTreeSet<String> = self
+            .recognizers
+            .iter()
+            .map(|r| r.name.to_string())
+            .collect();
         for spec in specs {
             if !names.insert(spec.name.clone()) {
                 return Err(RedactError::DuplicateRecognizer(spec.name.clone()));
@@ -626,7 +629,8 @@ impl Engine {
                 pattern_owner.push((index, patterns.len()));
                 sources.push(source);
                 patterns.push(CompiledPattern {
-                    name,
+                    repeat_name: format!("{name}{REPEAT_SUFFIX}").into(),
+                    name: name.into(),
                     regex,
                     score,
                     value_group,
@@ -636,8 +640,8 @@ impl Engine {
                 words.iter().map(|w| w.to_lowercase()).collect()
             };
             self.recognizers.push(Recognizer {
-                name: spec.name.clone(),
-                entity: spec.entity.clone(),
+                name: spec.name.as_str().into(),
+                entity: spec.entity.as_str().into(),
                 patterns,
                 context_matcher: WordMatcher::new(&spec.context),
                 reject_matcher: WordMatcher::new(&spec.reject_context),
@@ -704,8 +708,8 @@ impl Engine {
     pub fn supported_entities(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for r in &self.recognizers {
-            if !out.contains(&r.entity) {
-                out.push(r.entity.clone());
+            if !out.iter().any(|e| *e == *r.entity) {
+                out.push(r.entity.to_string());
             }
         }
         out
@@ -713,7 +717,7 @@ impl Engine {
 
     /// Whether some recognizer finds `entity`.
     pub fn supports_entity(&self, entity: &str) -> bool {
-        self.recognizers.iter().any(|r| r.entity == entity)
+        self.recognizers.iter().any(|r| *r.entity == *entity)
     }
 
     /// Finds entities in `text`, resolves overlaps, and returns them sorted by position.
@@ -816,7 +820,7 @@ impl Engine {
             candidates.extend(found_more);
             kept = resolve_overlaps(candidates.clone());
         }
-        let text_bytes = BytesPresent::of(if known.is_empty() { "" } else { text });
+        let text_bytes = ByteSet::of(if known.is_empty() { "" } else { text });
         let known = known
             .iter()
             .filter(|k| text_bytes.may_contain(k))
@@ -875,10 +879,11 @@ impl Engine {
     fn detection(&self, c: Candidate) -> Detection {
         let recognizer = &self.recognizers[c.recognizer];
         let pattern = &recognizer.patterns[c.pattern];
-        let mut pattern_name = pattern.name.clone();
-        if c.repeat {
-            pattern_name.push_str(REPEAT_SUFFIX);
-        }
+        let pattern_name = if c.repeat {
+            pattern.repeat_name.clone()
+        } else {
+            pattern.name.clone()
+        };
         Detection {
             entity_type: recognizer.entity.clone(),
             start: c.start,
@@ -1385,7 +1390,7 @@ mod tests {
             };
             let known = KnownValue::new(value.into(), found_as);
             assert_eq!(
-                BytesPresent::of(text).may_contain(&known),
+                ByteSet::of(text).may_contain(&known),
                 may_occur,
                 "{text:?} / {value:?}"
             );

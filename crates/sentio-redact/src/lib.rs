@@ -19,6 +19,7 @@ mod warm_up;
 
 use engine::{Candidate, KnownValue};
 use serde::Serialize;
+use std::sync::Arc;
 
 pub use engine::{
     AnalyzeOptions, DEFAULT_SCORE_THRESHOLD, Detection, Engine, Explanation, Validation,
@@ -177,15 +178,23 @@ pub struct Span {
 /// One redacted entity, as reported to callers. It carries no raw value.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
-    pub entity_type: String,
+    #[serde(serialize_with = "serialize_shared_str")]
+    pub entity_type: Arc<str>,
     pub score: f32,
-    pub recognizer: String,
+    #[serde(serialize_with = "serialize_shared_str")]
+    pub recognizer: Arc<str>,
     pub operator: OperatorKind,
     /// Where the entity was in the input.
     pub input: Span,
     /// Where its replacement is in `redacted_text`.
     pub output: Span,
     pub explanation: Explanation,
+}
+
+/// Names the engine shares between its findings (`Arc<str>`: a clone per finding allocates
+/// nothing) are written as plain strings.
+fn serialize_shared_str<S: serde::Serializer>(s: &Arc<str>, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(s)
 }
 
 /// A redacted text and what was found in it.
@@ -225,7 +234,7 @@ impl Engine {
             if !scope
                 .known
                 .iter()
-                .any(|k| k.value == value && self.entity_of(&k.found_as) == d.entity_type)
+                .any(|k| k.value == value && self.entity_of(&k.found_as) == &*d.entity_type)
             {
                 scope.known.push(KnownValue::new(
                     value.to_owned(),
@@ -233,18 +242,18 @@ impl Engine {
                 ));
             }
         }
-        let input_spans = spans(text, detections.iter().map(|d| (d.start, d.end)));
-        let output_spans = spans(&redacted, output_ranges.into_iter());
+        let (mut input_at, mut output_at) =
+            (OffsetCounter::new(text), OffsetCounter::new(&redacted));
         let findings = detections
             .into_iter()
-            .zip(input_spans.into_iter().zip(output_spans))
-            .map(|(d, (input, output))| Finding {
+            .zip(output_ranges)
+            .map(|(d, (out_start, out_end))| Finding {
                 operator: policy.operators.for_entity(&d.entity_type).kind(),
+                input: input_at.span(d.start, d.end),
+                output: output_at.span(out_start, out_end),
                 entity_type: d.entity_type,
                 score: d.score,
                 recognizer: d.recognizer,
-                input,
-                output,
                 explanation: d.explanation,
             })
             .collect();
@@ -325,16 +334,7 @@ impl Engine {
 /// sentences) take one pass over the text; a range before the last one starts the count again.
 pub fn spans(text: &str, ranges: impl Iterator<Item = (usize, usize)>) -> Vec<Span> {
     let mut counter = OffsetCounter::new(text);
-    ranges
-        .map(|(s, e)| {
-            let (s, e) = (counter.at(s), counter.at(e));
-            Span {
-                bytes: [s[0], e[0]],
-                chars: [s[1], e[1]],
-                utf16: [s[2], e[2]],
-            }
-        })
-        .collect()
+    ranges.map(|(s, e)| counter.span(s, e)).collect()
 }
 
 /// Counts Unicode scalars and UTF-16 code units up to byte offsets asked for in order.
@@ -379,11 +379,36 @@ impl<'t> OffsetCounter<'t> {
         self.utf16 += chars + astral;
         [p, self.chars, self.utf16]
     }
+
+    /// The span of bytes `start..end`.
+    fn span(&mut self, start: usize, end: usize) -> Span {
+        let (s, e) = (self.at(start), self.at(end));
+        Span {
+            bytes: [s[0], e[0]],
+            chars: [s[1], e[1]],
+            utf16: [s[2], e[2]],
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_finding_in_json_names_its_entity_recognizer_and_pattern_as_strings() {
+        let engine = Engine::builtin().unwrap();
+        let r = engine.redact(
+            "mail me at maria.g@example.com",
+            &Policy::default(),
+            &mut RequestScope::default(),
+        );
+        let json = serde_json::to_value(&r.findings[0]).unwrap();
+        assert_eq!(json["entity_type"], "EMAIL_ADDRESS");
+        assert_eq!(json["recognizer"], "email");
+        assert_eq!(json["explanation"]["pattern"], "email");
+        assert_eq!(json["input"]["utf16"], serde_json::json!([11, 30]));
+    }
 
     #[test]
     fn a_value_found_in_one_text_is_redacted_where_it_recurs_in_the_scope() {
@@ -399,7 +424,7 @@ mod tests {
             "yes <US_BANK_NUMBER>, and 12345678901x"
         );
         assert_eq!(
-            again.findings[0].explanation.pattern,
+            &*again.findings[0].explanation.pattern,
             "bank_digits (repeat)"
         );
         assert_eq!(again.findings[0].score, first.findings[0].score);

@@ -390,27 +390,42 @@ pub fn iban_mod97_valid(iban: &str) -> bool {
 }
 
 fn iban(span: &str, start: usize) -> Verdict {
-    let upper: Vec<(usize, char)> = span
-        .char_indices()
-        .filter(|(_, c)| !c.is_whitespace())
-        .map(|(i, c)| (i, c.to_ascii_uppercase()))
-        .collect();
-    let country: String = upper.iter().take(2).map(|&(_, c)| c).collect();
-    let Some(len) = iban_length(&country) else {
+    let mut chars = span.char_indices().filter(|(_, c)| !c.is_whitespace());
+    // The first characters up to the country's length, upper-cased (a non-ASCII one as `?`,
+    // which fails mod-97), and where the last of them ends. No IBAN is longer than 34.
+    let mut iban = [0u8; 34];
+    let (mut taken, mut last_end, mut len) = (0, 0, None);
+    for (i, c) in chars.by_ref() {
+        iban[taken] = if c.is_ascii() {
+            c.to_ascii_uppercase() as u8
+        } else {
+            b'?'
+        };
+        taken += 1;
+        last_end = i + c.len_utf8();
+        if taken == 2 {
+            len = iban_length(std::str::from_utf8(&iban[..2]).unwrap_or(""));
+            if len.is_none() {
+                break;
+            }
+        }
+        if Some(taken) == len || taken == iban.len() {
+            break;
+        }
+    }
+    let Some(len) = len else {
         return Verdict::Invalid("unknown IBAN country");
     };
-    if upper.len() < len {
+    if taken < len {
         return Verdict::Invalid("too short for its country");
     }
-    let candidate: String = upper[..len].iter().map(|&(_, c)| c).collect();
-    if !iban_mod97_valid(&candidate) {
+    if !iban_mod97_valid(std::str::from_utf8(&iban[..len]).unwrap_or("")) {
         return Verdict::Invalid("fails mod-97");
     }
-    if upper.len() == len {
+    if chars.next().is_none() {
         Verdict::Valid
     } else {
-        let (i, c) = upper[len - 1];
-        Verdict::ValidUntil(start + i + c.len_utf8())
+        Verdict::ValidUntil(start + last_end)
     }
 }
 
@@ -1412,7 +1427,7 @@ fn not_names() -> &'static [&'static str] {
     static SORTED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     SORTED.get_or_init(|| {
         let mut sorted = NOT_NAMES.to_vec();
-        sorted.sort_unstable();
+        sorted.sort_unstable_by(|a, b| a.bytes().cmp(b.bytes()));
         sorted
     })
 }
@@ -1420,11 +1435,20 @@ fn not_names() -> &'static [&'static str] {
 fn person_name(span: &str) -> Verdict {
     // The first word, and the last ("john and" after "my name is" shortens to "john").
     let mut words = span.split([' ', '-', '\'', '’']).filter(|w| !w.is_empty());
-    let first = words.next().unwrap_or("").to_lowercase();
-    let last = words.next_back().map(str::to_lowercase);
-    let common = |w: &str| not_names().binary_search(&w).is_ok();
+    let first = words.next().unwrap_or("");
+    let last = words.next_back();
+    // The list is lower-case ASCII: compared ASCII case-insensitively, without a lowered copy.
+    let common = |w: &str| {
+        not_names()
+            .binary_search_by(|listed| {
+                listed
+                    .bytes()
+                    .cmp(w.bytes().map(|b| b.to_ascii_lowercase()))
+            })
+            .is_ok()
+    };
     verdict(
-        !common(&first) && !last.is_some_and(|w| common(&w)) && span.chars().count() >= 2,
+        !common(first) && !last.is_some_and(common) && span.chars().count() >= 2,
         "a common word, not a name",
     )
 }
@@ -1738,6 +1762,27 @@ mod tests {
         ] {
             assert_eq!(password(value) == Verdict::Valid, valid, "{value}");
         }
+    }
+
+    #[test]
+    fn common_words_are_lower_case_ascii() {
+        // The name check compares them ASCII case-insensitively.
+        for word in NOT_NAMES {
+            assert!(
+                word.bytes()
+                    .all(|b| b.is_ascii() && !b.is_ascii_uppercase()),
+                "{word}"
+            );
+        }
+        assert_eq!(
+            person_name("Sorry"),
+            Verdict::Invalid("a common word, not a name")
+        );
+        assert_eq!(
+            person_name("john AND"),
+            Verdict::Invalid("a common word, not a name")
+        );
+        assert_eq!(person_name("Sorrel Andrews"), Verdict::Valid);
     }
 
     #[test]

@@ -7,7 +7,7 @@ fn found(engine: &Engine, text: &str) -> Vec<(String, String)> {
     engine
         .analyze(text, &AnalyzeOptions::default())
         .into_iter()
-        .map(|d| (d.entity_type, text[d.start..d.end].to_owned()))
+        .map(|d| (d.entity_type.to_string(), text[d.start..d.end].to_owned()))
         .collect()
 }
 
@@ -460,7 +460,7 @@ fn context_boost_and_explanation() {
     let with = engine.analyze("my phone is 4155552671", &AnalyzeOptions::default());
     assert_eq!(with.len(), 1);
     let e = &with[0].explanation;
-    assert_eq!(e.pattern, "nanp_bare");
+    assert_eq!(&*e.pattern, "nanp_bare");
     assert_eq!(e.validator, Some("phone_nanp"));
     assert_eq!(e.validation, Validation::Valid);
     assert_eq!(e.context_words, vec!["phone".to_string()]);
@@ -477,14 +477,14 @@ fn entity_filters_and_threshold() {
     };
     let got = engine.analyze(text, &only_email);
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].entity_type, "EMAIL_ADDRESS");
+    assert_eq!(&*got[0].entity_type, "EMAIL_ADDRESS");
     let no_email = AnalyzeOptions {
         exclude_entities: vec!["EMAIL_ADDRESS".into()],
         ..Default::default()
     };
     let got = engine.analyze(text, &no_email);
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].entity_type, "PHONE_NUMBER");
+    assert_eq!(&*got[0].entity_type, "PHONE_NUMBER");
     // Without context words, the phone (0.75) falls under a 0.8 threshold and the email (0.85) not.
     let strict = AnalyzeOptions {
         score_threshold: 0.8,
@@ -492,7 +492,7 @@ fn entity_filters_and_threshold() {
     };
     let got = engine.analyze("a@example.com or +44 20 7946 0958", &strict);
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].entity_type, "EMAIL_ADDRESS");
+    assert_eq!(&*got[0].entity_type, "EMAIL_ADDRESS");
 }
 
 #[test]
@@ -613,11 +613,8 @@ fn long_texts_without_words_are_answered() {
         "{}",
         redaction.findings.len()
     );
-    let types: std::collections::BTreeSet<&str> = redaction
-        .findings
-        .iter()
-        .map(|f| f.entity_type.as_str())
-        .collect();
+    let types: std::collections::BTreeSet<&str> =
+        redaction.findings.iter().map(|f| &*f.entity_type).collect();
     assert!(
         types
             .iter()

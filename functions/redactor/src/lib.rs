@@ -110,14 +110,14 @@ fn result(r: sentio_redact::Redaction) -> wit::RedactionResult {
             .findings
             .into_iter()
             .map(|f| wit::Finding {
-                entity_type: f.entity_type,
+                entity_type: f.entity_type.to_string(),
                 score: f.score,
-                recognizer: f.recognizer,
+                recognizer: f.recognizer.to_string(),
                 operator: operator_kind(f.operator),
                 input: span(f.input),
                 output: span(f.output),
                 explanation: wit::Explanation {
-                    pattern: f.explanation.pattern,
+                    pattern: f.explanation.pattern.to_string(),
                     pattern_score: f.explanation.pattern_score,
                     validator: f.explanation.validator.map(str::to_owned),
                     validation: validation(f.explanation.validation),
