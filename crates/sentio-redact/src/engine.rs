@@ -330,7 +330,6 @@ impl Prefilter {
         second: usize,
         found: &mut FoundPatterns,
     ) -> Result<bool, Undecided> {
-        let dfa = &self.dfa;
         let clears = cache.clear_count();
         let mut a = self.start(cache, haystack, 0)?;
         let mut b = self.start(cache, haystack, second)?;
@@ -339,34 +338,18 @@ impl Prefilter {
         // A's segment is the shorter one: `second` is at most half the text.
         for i in 0..second {
             let (byte_a, byte_b) = (haystack[i], haystack[second + i]);
-            let next_a = if a.is_tagged() {
-                a
-            } else {
-                dfa.next_state_untagged(cache, a, byte_a)
+            // Both loads first, so that they overlap.
+            let (next_a, next_b) = (
+                self.next_if_plain(cache, a, byte_a),
+                self.next_if_plain(cache, b, byte_b),
+            );
+            let Some(stepped_a) = self.lane_step(cache, a, next_a, byte_a, clears, found)? else {
+                return Ok(false);
             };
-            let next_b = if b.is_tagged() {
-                b
-            } else {
-                dfa.next_state_untagged(cache, b, byte_b)
+            let Some(stepped_b) = self.lane_step(cache, b, next_b, byte_b, clears, found)? else {
+                return Ok(false);
             };
-            if next_a.is_tagged() {
-                let next = self.transition(cache, a, byte_a, found)?;
-                match next {
-                    Some(next) if cache.clear_count() == clears => a = next,
-                    _ => return Ok(false),
-                }
-            } else {
-                a = next_a;
-            }
-            if next_b.is_tagged() {
-                let next = self.transition(cache, b, byte_b, found)?;
-                match next {
-                    Some(next) if cache.clear_count() == clears => b = next,
-                    _ => return Ok(false),
-                }
-            } else {
-                b = next_b;
-            }
+            (a, b) = (stepped_a, stepped_b);
             if let Some(slot) = b_states.get_mut(i) {
                 *slot = b;
             }
@@ -375,19 +358,11 @@ impl Prefilter {
         let meet_until = b_states.len().min(second);
         for (i, &b_state) in b_states[..meet_until].iter().enumerate() {
             let byte = haystack[second + i];
-            let next = if a.is_tagged() {
-                a
-            } else {
-                dfa.next_state_untagged(cache, a, byte)
+            let next = self.next_if_plain(cache, a, byte);
+            let Some(stepped) = self.lane_step(cache, a, next, byte, clears, found)? else {
+                return Ok(false);
             };
-            if next.is_tagged() {
-                match self.transition(cache, a, byte, found)? {
-                    Some(next) if cache.clear_count() == clears => a = next,
-                    _ => return Ok(false),
-                }
-            } else {
-                a = next;
-            }
+            a = stepped;
             if a == b_state {
                 // One walk from here: B's, which is further on.
                 self.walk(cache, haystack, b, 2 * second, found)?;
@@ -397,6 +372,42 @@ impl Prefilter {
         // They did not meet: A walks the rest of the text alone (what B found still stands).
         self.walk(cache, haystack, a, second + meet_until, found)?;
         Ok(true)
+    }
+
+    /// The state after `byte` from `sid` when both are plain states (untagged: nothing to compute,
+    /// nothing matched); otherwise a tagged id, for [`Prefilter::lane_step`] to resolve.
+    #[inline(always)]
+    fn next_if_plain(
+        &self,
+        cache: &hybrid::dfa::Cache,
+        sid: hybrid::LazyStateID,
+        byte: u8,
+    ) -> hybrid::LazyStateID {
+        if sid.is_tagged() {
+            sid
+        } else {
+            self.dfa.next_state_untagged(cache, sid, byte)
+        }
+    }
+
+    /// A lane's state after `byte` from `sid`, given `next` from [`Prefilter::next_if_plain`]:
+    /// `next` itself when plain, else the full transition. `None` when the lanes must stop: the
+    /// dead state, or a cache cleared since `clears` (the other lane's state id means nothing).
+    #[inline(always)]
+    fn lane_step(
+        &self,
+        cache: &mut hybrid::dfa::Cache,
+        sid: hybrid::LazyStateID,
+        next: hybrid::LazyStateID,
+        byte: u8,
+        clears: usize,
+        found: &mut FoundPatterns,
+    ) -> Result<Option<hybrid::LazyStateID>, Undecided> {
+        if !next.is_tagged() {
+            return Ok(Some(next));
+        }
+        let next = self.transition(cache, sid, byte, found)?;
+        Ok(next.filter(|_| cache.clear_count() == clears))
     }
 
     /// The state after `byte` from `sid`, computing it if it is new and reading the patterns of
