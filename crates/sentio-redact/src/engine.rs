@@ -319,9 +319,10 @@ impl Prefilter {
     /// waiting on memory. Lane A walks the first half while lane B, started fresh at
     /// `second`, walks the second half in the same loop: their loads overlap. B knew nothing of
     /// what came before `second`, so A then walks on until it reaches the state B was in at the
-    /// same byte; from there both walks are one, and B finishes the text. On chat turns A meets B
-    /// within two bytes on average. Every match B reports is a match of the text, and A reaches
-    /// every state from which B goes on, so the patterns found are exactly one walk's.
+    /// same byte; from there both walks are one, and B finishes the text (over the bench corpus's
+    /// chat turns A meets B after 2.9 bytes on average). Every match B reports is a match of the
+    /// text, and A reaches every state from which B goes on, so the patterns found are exactly
+    /// one walk's.
     #[inline(never)]
     fn search_two_lanes(
         &self,
