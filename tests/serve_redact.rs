@@ -394,6 +394,10 @@ fn a_stalled_body_is_answered_504_within_the_request_timeout() {
             server.post_json("/redact", r#"{"text": "fine"}"#).status,
             200
         );
+        // The host's log lines reach the test through a reader thread, which can lag the answer.
+        common::eventually(std::time::Duration::from_secs(5), || {
+            redact_instances_started(&server) >= instances
+        });
         assert_eq!(
             redact_instances_started(&server),
             instances,
