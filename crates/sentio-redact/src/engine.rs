@@ -454,7 +454,8 @@ const LANE_MEET_WINDOW: usize = 16;
 
 /// Where the second lane of a walk starts: after the last space in the 8 bytes up to the middle
 /// of the text (a walk started after a space meets the walk before it soonest), else at the
-/// char boundary at or before the middle. `None` for a text too short for two lanes.
+/// char boundary at or before the middle. `None` for a text too short for two lanes. Either start
+/// is at least 24 bytes in (a char is at most 4 bytes).
 fn second_lane_start(haystack: &[u8]) -> Option<usize> {
     if haystack.len() < TWO_LANES_FROM {
         return None;
@@ -464,11 +465,7 @@ fn second_lane_start(haystack: &[u8]) -> Option<usize> {
         .iter()
         .rposition(|&b| b == b' ')
         .map(|i| middle - 8 + i + 1);
-    let boundary = (0..=middle)
-        .rev()
-        .find(|&i| haystack[i] & 0xC0 != 0x80)
-        .unwrap_or(0);
-    Some(after_space.unwrap_or(boundary)).filter(|&start| start > 0)
+    after_space.or_else(|| (0..=middle).rev().find(|&i| haystack[i] & 0xC0 != 0x80))
 }
 
 /// The patterns a walk found, a bit per DFA pattern. A run of digits can stay in one match state

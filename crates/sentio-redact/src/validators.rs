@@ -780,11 +780,17 @@ fn email(span: &str) -> Verdict {
 /// address, `icon@2x.png` is a file name.
 fn tld_known(domain: &str) -> bool {
     let tld = domain.rsplit('.').next().unwrap_or("");
-    top_level_domains()
+    listed_ignoring_ascii_case(top_level_domains(), tld)
+}
+
+/// Whether `word` is in `sorted`, a sorted list of lower-case ASCII words, compared ASCII
+/// case-insensitively without a lowered copy of `word`.
+fn listed_ignoring_ascii_case(sorted: &[&str], word: &str) -> bool {
+    sorted
         .binary_search_by(|listed| {
             listed
                 .bytes()
-                .cmp(tld.bytes().map(|b| b.to_ascii_lowercase()))
+                .cmp(word.bytes().map(|b| b.to_ascii_lowercase()))
         })
         .is_ok()
 }
@@ -1437,16 +1443,7 @@ fn person_name(span: &str) -> Verdict {
     let mut words = span.split([' ', '-', '\'', '’']).filter(|w| !w.is_empty());
     let first = words.next().unwrap_or("");
     let last = words.next_back();
-    // The list is lower-case ASCII: compared ASCII case-insensitively, without a lowered copy.
-    let common = |w: &str| {
-        not_names()
-            .binary_search_by(|listed| {
-                listed
-                    .bytes()
-                    .cmp(w.bytes().map(|b| b.to_ascii_lowercase()))
-            })
-            .is_ok()
-    };
+    let common = |w: &str| listed_ignoring_ascii_case(not_names(), w);
     verdict(
         !common(first) && !last.is_some_and(common) && span.chars().count() >= 2,
         "a common word, not a name",
