@@ -8,7 +8,7 @@ use sentio_host::library::{ClassifierComponent, ClassifyError, Label};
 use sentio_model::{Classifier as _, ClassifyOptions, TractPipeline};
 
 fn load() -> ClassifierComponent {
-    let engine = sentio_host::runtime::engine(&Default::default()).unwrap();
+    let engine = sentio_host::runtime::library_engine().unwrap();
     let cache = common::workspace_root().join("target/sentio-test-cache");
     ClassifierComponent::load(
         &engine,

@@ -8,14 +8,28 @@ use sentio_host::library::{
 };
 
 fn load() -> RedactorComponent {
-    let engine = sentio_host::runtime::engine(&Default::default()).unwrap();
+    let engine = sentio_host::runtime::library_engine().unwrap();
     let cache = common::workspace_root().join("target/sentio-test-cache");
     RedactorComponent::load(&engine, &common::component_path("redactor"), &cache).unwrap()
 }
 
+/// Under both engines a host may use: the library host's (no epoch interruption) and Spin's
+/// (epoch interruption, under which the store's deadline must be set or the first check traps).
 #[test]
 fn component_matches_native_engine() {
-    let component = load();
+    let engines = [
+        sentio_host::runtime::library_engine().unwrap(),
+        sentio_host::runtime::engine(&Default::default()).unwrap(),
+    ];
+    let cache = common::workspace_root().join("target/sentio-test-cache");
+    for engine in &engines {
+        let component =
+            RedactorComponent::load(engine, &common::component_path("redactor"), &cache).unwrap();
+        matches_native_engine(&component);
+    }
+}
+
+fn matches_native_engine(component: &RedactorComponent) {
     let mut instance = component.instantiate().unwrap();
     let native = sentio_redact::Engine::builtin().unwrap();
     let texts = [

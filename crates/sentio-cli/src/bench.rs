@@ -145,6 +145,15 @@ impl LocalServer {
     /// `max_instance_reuse_count`: 1 for a fresh instance per request (the default of
     /// `sentio serve`), more to reuse instances as Spin does.
     pub fn start(manifest: &Path, max_instance_reuse_count: u32) -> Result<Self> {
+        Self::start_with(manifest, max_instance_reuse_count, Vec::new())
+    }
+
+    /// [`LocalServer::start`] with native routes beside the components.
+    pub fn start_with(
+        manifest: &Path,
+        max_instance_reuse_count: u32,
+        native: Vec<sentio_host::NativeRoute>,
+    ) -> Result<Self> {
         let mut options = sentio_host::HostOptions::new(manifest);
         options.limits.max_instance_reuse_count = max_instance_reuse_count;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -152,7 +161,7 @@ impl LocalServer {
             .enable_all()
             .build()?;
         let (addr, stop) = runtime.block_on(async {
-            let app = sentio_host::App::load(&options)?;
+            let app = sentio_host::App::load_with(&options, native, None)?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -264,7 +273,54 @@ fn in_component_redact_throughput(
     min: Duration,
     max_instance_reuse_count: u32,
 ) -> Result<f64> {
-    let mut server = LocalServer::start(manifest, max_instance_reuse_count)?;
+    let server = LocalServer::start(manifest, max_instance_reuse_count)?;
+    engine_time_throughput(server, "/redact", batches, min)
+}
+
+/// The native engine behind the same host, as a native route at `/native/redact` running
+/// `/redact`'s code (`sentio_core::redact_api`): the same requests, HTTP handling and client
+/// between batches, so the CPU caches start each request as cold as the component's do.
+fn native_in_host_redact_throughput(
+    manifest: &Path,
+    batches: &[Vec<String>],
+    min: Duration,
+) -> Result<f64> {
+    let engine = std::sync::Arc::new(Engine::builtin()?);
+    engine.warm_up();
+    let config = std::sync::Arc::new(sentio_core::EdgeConfig::default());
+    let handler: sentio_host::NativeHandler = std::sync::Arc::new(move |request| {
+        let (engine, config) = (engine.clone(), config.clone());
+        Box::pin(async move {
+            let answer = sentio_core::redact_api::redact(&engine, &config, request.body())
+                .map_err(|e| e.to_string())
+                .and_then(|response| serde_json::to_vec(&response).map_err(|e| e.to_string()));
+            match answer {
+                Ok(body) => http::Response::new(bytes::Bytes::from(body)),
+                Err(e) => {
+                    let mut response = http::Response::new(bytes::Bytes::from(e));
+                    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                    response
+                }
+            }
+        })
+    });
+    let route = sentio_host::NativeRoute {
+        prefix: "/native".into(),
+        max_body_bytes: 1 << 20,
+        handler,
+    };
+    let server = LocalServer::start_with(manifest, 1, vec![route])?;
+    engine_time_throughput(server, "/native/redact", batches, min)
+}
+
+/// MB/s over the sum of the `timing.redact_ms` each response reports, every batch POSTed to
+/// `path` as `texts[]`, the first pass over the batches left out (it warms up).
+fn engine_time_throughput(
+    mut server: LocalServer,
+    path: &str,
+    batches: &[Vec<String>],
+    min: Duration,
+) -> Result<f64> {
     let bodies: Vec<String> = batches
         .iter()
         .map(|b| serde_json::json!({ "texts": b }).to_string())
@@ -275,8 +331,7 @@ fn in_component_redact_throughput(
     let start = Instant::now();
     while start.elapsed() < min || rounds < 2 {
         for body in &bodies {
-            let response: serde_json::Value =
-                serde_json::from_slice(&server.post("/redact", body)?)?;
+            let response: serde_json::Value = serde_json::from_slice(&server.post(path, body)?)?;
             let ms = response["timing"]["redact_ms"]
                 .as_f64()
                 .context("a /redact response without timing.redact_ms")?;
@@ -317,10 +372,15 @@ pub fn run(component_path: &Path, seconds: u64) -> Result<()> {
         .cloned()
         .partition(|t| !engine.analyze(t, &policy.analyze).is_empty());
 
-    // The same engine settings `sentio serve` uses (pooling allocator, epoch deadlines).
-    let wasm_engine = sentio_host::runtime::engine(&Default::default())?;
+    // The library host's engine: `sentio serve`'s settings (pooling allocator) without epoch
+    // interruption, since a direct call has no deadline. The batch row is measured once more
+    // under Spin's settings, whose deadline checks the guest pays for.
+    let wasm_engine = sentio_host::runtime::library_engine()?;
     let cache = std::env::temp_dir().join("sentio-bench-cache");
     let component = RedactorComponent::load(&wasm_engine, component_path, &cache)
+        .with_context(|| format!("loading {}", component_path.display()))?;
+    let spin_engine = sentio_host::runtime::engine(&Default::default())?;
+    let component_with_deadlines = RedactorComponent::load(&spin_engine, component_path, &cache)
         .with_context(|| format!("loading {}", component_path.display()))?;
     let mut instance = component.instantiate()?;
     let wit_policy = Policy::default();
@@ -363,6 +423,15 @@ pub fn run(component_path: &Path, seconds: u64) -> Result<()> {
         instance.redact_batch(b, &wit_policy)??;
         Ok(())
     })?;
+    let mut instance_with_deadlines = component_with_deadlines.instantiate()?;
+    // One pass first: `instance` was warmed by the rows before.
+    for b in &batches {
+        instance_with_deadlines.redact_batch(b, &wit_policy)??;
+    }
+    let in_component_batch_with_deadlines = throughput(&batches, min, |b| {
+        instance_with_deadlines.redact_batch(b, &wit_policy)??;
+        Ok(())
+    })?;
     let in_http_component = in_component_redact_throughput(
         Path::new("spin.toml"),
         &batches,
@@ -373,6 +442,7 @@ pub fn run(component_path: &Path, seconds: u64) -> Result<()> {
     // component, without the passes new instances spend warming up.
     let in_http_component_one_instance =
         in_component_redact_throughput(Path::new("spin.toml"), &batches, min, u32::MAX)?;
+    let native_in_host = native_in_host_redact_throughput(Path::new("spin.toml"), &batches, min)?;
 
     // The fixed cost of one call into a warm instance: lowering the arguments, lifting the result.
     let calls = 20_000;
@@ -434,6 +504,10 @@ pub fn run(component_path: &Path, seconds: u64) -> Result<()> {
         native_batch / in_component_batch
     );
     println!(
+        "| component redact_batch, compiled with epoch interruption as Spin compiles it, all turns, MB/s | {in_component_batch_with_deadlines:.1} | {:.2}x slower |",
+        native_batch / in_component_batch_with_deadlines
+    );
+    println!(
         "| edge-redact component, engine time inside it (`timing.redact_ms`, {BATCH} texts/request, an instance reused for {} requests), all turns, MB/s | {in_http_component:.1} | {:.2}x slower |",
         sentio_host::runtime::SPIN_MAX_INSTANCE_REUSE_COUNT,
         native_batch / in_http_component
@@ -441,6 +515,10 @@ pub fn run(component_path: &Path, seconds: u64) -> Result<()> {
     println!(
         "| edge-redact component, engine time inside it, the same requests with one instance for the whole run, all turns, MB/s | {in_http_component_one_instance:.1} | {:.2}x slower |",
         native_batch / in_http_component_one_instance
+    );
+    println!(
+        "| native engine behind the same host (a native route running `/redact`'s code), engine time, the same requests, all turns, MB/s | {native_in_host:.1} | edge-redact one instance: {:.2}x slower |",
+        native_in_host / in_http_component_one_instance
     );
     println!(
         "| redact of an empty text, warm instance, us per call | {call_us:.2} | {:.2} us native |",

@@ -141,15 +141,19 @@ fn time_native(pipeline: &TractPipeline, texts: &[String], min: Duration) -> Res
 
 /// The `classifier` library component as a host embeds it: a fresh pre-initialized instance per
 /// call (as Spin instantiates a component dependency per request), instantiate + classify, no
-/// HTTP. `None` when the component has not been built.
-fn time_library_component(texts: &[String], min: Duration) -> Result<Option<Vec<Stats>>> {
+/// HTTP. `None` when the component has not been built. `engine` is the library host's
+/// (`runtime::library_engine`) or Spin's settings (`runtime::engine`, epoch interruption).
+fn time_library_component(
+    engine: &sentio_host::runtime::Engine,
+    texts: &[String],
+    min: Duration,
+) -> Result<Option<Vec<Stats>>> {
     let path = Path::new("target/wasm32-wasip2/component/classifier.preinit.wasm");
     if !path.exists() {
         return Ok(None);
     }
-    let engine = sentio_host::runtime::engine(&Default::default())?;
     let cache = std::env::temp_dir().join("sentio-bench-cache");
-    let component = ClassifierComponent::load(&engine, path, &cache)
+    let component = ClassifierComponent::load(engine, path, &cache)
         .with_context(|| format!("loading {}", path.display()))?;
     let mut rows = Vec::new();
     for text in texts {
@@ -265,7 +269,12 @@ pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
         compared.push((path.clone(), row));
     }
 
-    let library = time_library_component(&texts, min)?;
+    let library = time_library_component(&sentio_host::runtime::library_engine()?, &texts, min)?;
+    let library_with_deadlines = time_library_component(
+        &sentio_host::runtime::engine(&Default::default())?,
+        &texts,
+        min,
+    )?;
     let ort = onnxruntime_python(&model_dir.join("model.onnx"), &inputs, seconds)?;
     // The heavy tier's teacher in onnxruntime on the same token ids (one vocabulary): the edge's
     // student in its component should beat it, or the edge tier would not pay for itself.
@@ -351,14 +360,21 @@ pub fn run(model_dir: &Path, compare: &[PathBuf], seconds: u64) -> Result<()> {
             t,
         );
     }
-    match &library {
-        Some(rows) => against_native(
-            "classifier library component (fresh pre-initialized instance + classify, no HTTP)"
-                .into(),
-            rows,
-            "native tract",
-        ),
-        None => println!(
+    match (&library, &library_with_deadlines) {
+        (Some(rows), Some(rows_with_deadlines)) => {
+            against_native(
+                "classifier library component (fresh pre-initialized instance + classify, no HTTP)"
+                    .into(),
+                rows,
+                "native tract",
+            );
+            against_native(
+                "the same, compiled with epoch interruption as Spin compiles it".into(),
+                rows_with_deadlines,
+                "native tract",
+            );
+        }
+        _ => println!(
             "\nclassifier library component: not measured (build the components first: ./scripts/run)"
         ),
     }

@@ -181,7 +181,7 @@ pub fn redact_and_classify(
         .map(|(redaction, classification)| {
             let mut pii = BTreeMap::new();
             for finding in &redaction.findings {
-                *pii.entry(finding.entity_type.to_string()).or_insert(0) += 1;
+                *pii.entry(String::from(&*finding.entity_type)).or_insert(0) += 1;
             }
             text_sentiment(redaction.redacted_text, classification, pii)
         })

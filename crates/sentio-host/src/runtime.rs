@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use sha2::{Digest as _, Sha256};
+pub use wasmtime::Engine;
 use wasmtime::component::{Accessor, Component, HasData, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -59,10 +60,23 @@ impl Default for InstanceLimits {
 /// Builds the engine Spin-style hosting needs: component model with async, pooling allocator,
 /// epoch interruption for request deadlines.
 pub fn engine(limits: &InstanceLimits) -> Result<Engine> {
+    build_engine(limits, true)
+}
+
+/// The engine for calling library components directly (`crate::library`): as [`engine`], but
+/// without epoch interruption. A direct call has no deadline, and the checks that epoch
+/// interruption compiles into every loop and function entry of the guest cost it 12–14 % of
+/// redaction and about 20 % of classification on this project's bench machine (BENCHMARKS.md).
+/// A component compiled by this engine can never be interrupted: give it only work that ends.
+pub fn library_engine() -> Result<Engine> {
+    build_engine(&InstanceLimits::default(), false)
+}
+
+fn build_engine(limits: &InstanceLimits, deadlines: bool) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.wasm_component_model_async(true);
-    config.epoch_interruption(true);
+    config.epoch_interruption(deadlines);
     #[cfg(feature = "profiling")]
     if std::env::var_os("SENTIO_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);

@@ -103,6 +103,8 @@ fn validation(v: Validation) -> wit::Validation {
     }
 }
 
+/// Names are copied with `String::from(&*name)`: `Arc<str>::to_string` goes through the
+/// formatting machinery, which showed in the batch's profile.
 fn result(r: sentio_redact::Redaction) -> wit::RedactionResult {
     wit::RedactionResult {
         redacted_text: r.redacted_text,
@@ -110,14 +112,14 @@ fn result(r: sentio_redact::Redaction) -> wit::RedactionResult {
             .findings
             .into_iter()
             .map(|f| wit::Finding {
-                entity_type: f.entity_type.to_string(),
+                entity_type: String::from(&*f.entity_type),
                 score: f.score,
-                recognizer: f.recognizer.to_string(),
+                recognizer: String::from(&*f.recognizer),
                 operator: operator_kind(f.operator),
                 input: span(f.input),
                 output: span(f.output),
                 explanation: wit::Explanation {
-                    pattern: f.explanation.pattern.to_string(),
+                    pattern: String::from(&*f.explanation.pattern),
                     pattern_score: f.explanation.pattern_score,
                     validator: f.explanation.validator.map(str::to_owned),
                     validation: validation(f.explanation.validation),
