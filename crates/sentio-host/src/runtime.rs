@@ -65,8 +65,8 @@ pub fn engine(limits: &InstanceLimits) -> Result<Engine> {
 
 /// The engine for calling library components directly (`crate::library`): as [`engine`], but
 /// without epoch interruption. A direct call has no deadline, and the checks that epoch
-/// interruption compiles into every loop and function entry of the guest cost it 12–14 % of
-/// redaction and about 20 % of classification on this project's bench machine (BENCHMARKS.md).
+/// interruption compiles into every loop header and function entry of the guest cost it 12–20 %
+/// of redaction's time and about 20 % of a classification's here (BENCHMARKS.md, stop 31).
 /// A component compiled by this engine can never be interrupted: give it only work that ends.
 pub fn library_engine() -> Result<Engine> {
     build_engine(&InstanceLimits::default(), false)
