@@ -8,9 +8,12 @@ use sentio_host::library::{
 };
 
 fn load() -> RedactorComponent {
-    let engine = sentio_host::runtime::library_engine().unwrap();
+    load_with(&sentio_host::runtime::library_engine().unwrap())
+}
+
+fn load_with(engine: &sentio_host::runtime::Engine) -> RedactorComponent {
     let cache = common::workspace_root().join("target/sentio-test-cache");
-    RedactorComponent::load(&engine, &common::component_path("redactor"), &cache).unwrap()
+    RedactorComponent::load(engine, &common::component_path("redactor"), &cache).unwrap()
 }
 
 /// Under both engines a host may use: the library host's (no epoch interruption) and Spin's
@@ -21,11 +24,8 @@ fn component_matches_native_engine() {
         sentio_host::runtime::library_engine().unwrap(),
         sentio_host::runtime::engine(&Default::default()).unwrap(),
     ];
-    let cache = common::workspace_root().join("target/sentio-test-cache");
     for engine in &engines {
-        let component =
-            RedactorComponent::load(engine, &common::component_path("redactor"), &cache).unwrap();
-        matches_native_engine(&component);
+        matches_native_engine(&load_with(engine));
     }
 }
 

@@ -291,17 +291,22 @@ fn native_in_host_redact_throughput(
     let handler: sentio_host::NativeHandler = std::sync::Arc::new(move |request| {
         let (engine, config) = (engine.clone(), config.clone());
         Box::pin(async move {
-            let answer = sentio_core::redact_api::redact(&engine, &config, request.body())
-                .map_err(|e| e.to_string())
-                .and_then(|response| serde_json::to_vec(&response).map_err(|e| e.to_string()));
-            match answer {
-                Ok(body) => http::Response::new(bytes::Bytes::from(body)),
-                Err(e) => {
-                    let mut response = http::Response::new(bytes::Bytes::from(e));
-                    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-                    response
-                }
-            }
+            // Answered as `edge-redact` answers: the body, or the error table's status and JSON.
+            let (status, body) =
+                match sentio_core::redact_api::redact(&engine, &config, request.body()).and_then(
+                    |response| {
+                        serde_json::to_vec(&response).map_err(|e| sentio_core::ApiError::Internal {
+                            detail: e.to_string(),
+                        })
+                    },
+                ) {
+                    Ok(body) => (200, body),
+                    Err(e) => (e.status(), e.to_json()),
+                };
+            let mut response = http::Response::new(bytes::Bytes::from(body));
+            *response.status_mut() = http::StatusCode::from_u16(status)
+                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+            response
         })
     });
     let route = sentio_host::NativeRoute {
