@@ -143,16 +143,101 @@ fn odd_texts_have_defined_answers() {
             "the names are the model's input only"
         );
     }
-    // 100 KB: chunked into many model inputs, sentence results capped.
-    let long = "The delivery was late again and support did not help me at all. ".repeat(1600);
-    assert!(long.len() > 100_000);
+    // 20 KB: chunked into many model inputs, sentence results capped. (Texts over
+    // `max_request_tokens`, a 100 KB message among them, are refused: the next test.)
+    let long = "The delivery was late again and support did not help me at all. ".repeat(300);
     let r = classify(&server, json!({ "text": long }));
     assert_eq!(r.status, 200);
     let v = r.json();
-    assert!(v["chunks"].as_u64().unwrap() > 100, "{}", v["chunks"]);
+    assert!(v["chunks"].as_u64().unwrap() > 30, "{}", v["chunks"]);
     assert_eq!(v["sentences"].as_array().unwrap().len(), 32);
     assert_eq!(v["sentences_truncated"], true);
     assert_eq!(v["label"], "negative");
+}
+
+/// A request holding more model tokens than `max_request_tokens` is refused before the model runs,
+/// with a 422 naming the field and the count. Before the limit, a 247 KB message (within the
+/// body limit) kept the component computing into the 30 s deadline and came back 504.
+#[test]
+fn requests_over_the_token_limit_get_a_422_naming_the_field() {
+    let error = |r: common::Response| {
+        assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["error"].clone()
+    };
+    let sentence = "The delivery was late again and support did not help me at all. ";
+
+    let server = server();
+    let huge = sentence.repeat(3800);
+    assert!(huge.len() > 240_000);
+    let e = error(classify(&server, json!({ "text": huge })));
+    assert_eq!(e["field"], "text");
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains("max_request_tokens"), "{message}");
+    assert!(
+        !message.contains("delivery"),
+        "the text is never echoed: {message}"
+    );
+
+    // A small limit: texts of one batch, turns of one conversation and one stream message count
+    // against it, and a request at the limit is answered.
+    let limit = 64;
+    let small = Server::start(&[
+        "--variable",
+        "heavy_url=",
+        "--variable",
+        "overflow_url=",
+        "--variable",
+        &format!("max_request_tokens={limit}"),
+    ]);
+    let per_text = classify(&small, json!({ "text": sentence })).json()["tokens"]
+        .as_u64()
+        .unwrap() as usize;
+    let fits = limit / per_text;
+    assert!(fits >= 2, "{per_text} tokens a sentence");
+    let r = classify(&small, json!({ "texts": vec![sentence; fits] }));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let e = error(classify(
+        &small,
+        json!({ "texts": vec![sentence; fits + 1] }),
+    ));
+    assert_eq!(e["field"], "texts");
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("holds {} model tokens", (fits + 1) * per_text)),
+        "{message}"
+    );
+
+    let turns: Vec<Value> = (0..=fits)
+        .map(|_| json!({"speaker": "customer", "text": sentence}))
+        .collect();
+    let r = small.post_json(
+        "/analyze-conversation",
+        &json!({ "turns": turns }).to_string(),
+    );
+    assert_eq!(error(r)["field"], "turns");
+
+    // In a stream the long message gets an error line and the next one its answer.
+    let body = format!(
+        "{}\n{}\n",
+        json!({"id": "long", "text": sentence.repeat(fits + 1)}),
+        json!({"id": "short", "text": sentence})
+    );
+    let r = small.request(
+        "POST",
+        "/stream-sentiment",
+        &[("content-type", "application/x-ndjson")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    let lines: Vec<Value> = String::from_utf8(r.body)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["error"]["field"], "text", "{}", lines[0]);
+    assert_eq!(lines[1]["id"], "short");
+    assert_eq!(lines[1]["label"], "negative", "{}", lines[1]);
 }
 
 #[test]

@@ -235,12 +235,13 @@ pub fn score(
     let options = ClassifyOptions {
         sentences: false,
         max_sentences: 0,
+        ..ClassifyOptions::default()
     };
     for chunk in records.chunks(batch.max(1)) {
         let texts: Vec<&str> = chunk.iter().map(|r| r.text.as_str()).collect();
         let mut scope = RequestScope::default();
         let (results, _) = sentio_core::sentiment_api::redact_and_classify(
-            &engine, &policy, &mut scope, classifier, &texts, &options,
+            &engine, &policy, &mut scope, classifier, &texts, "texts", &options,
         )?;
         for (record, result) in chunk.iter().zip(&results) {
             each(record, result)?;

@@ -127,6 +127,7 @@ fn time_native(pipeline: &TractPipeline, texts: &[String], min: Duration) -> Res
     let options = ClassifyOptions {
         sentences: false,
         max_sentences: 0,
+        ..ClassifyOptions::default()
     };
     texts
         .iter()

@@ -11,6 +11,9 @@ pub const DEFAULT_MAX_BATCH_TEXTS: usize = 256;
 pub const DEFAULT_MAX_CLASSIFY_TEXTS: usize = 64;
 /// Default most sentence-level results per text.
 pub const DEFAULT_MAX_SENTENCES: usize = 32;
+/// Default most model tokens in one sentiment request: about 64 KB of English, and about half of
+/// the 30 s request deadline inside the edge component (README, "Long texts").
+pub const DEFAULT_MAX_REQUEST_TOKENS: usize = 16_384;
 /// Shortest accepted hash key.
 pub const MIN_HASH_KEY_BYTES: usize = 16;
 
@@ -37,6 +40,9 @@ pub struct EdgeConfig {
     pub max_classify_texts: usize,
     /// `max_sentences`: most sentence-level results per text.
     pub max_sentences: usize,
+    /// `max_request_tokens`: most model tokens (every text's `tokens` together) one sentiment
+    /// request may hold; beyond it the request is a 422 before the model runs.
+    pub max_request_tokens: usize,
     /// `escalation_negative_threshold`, `escalation_drop_threshold`, `escalation_window`.
     pub escalation: EscalationThresholds,
     /// `heavy_url`, `heavy_api_key`, `escalation_confidence_threshold`, `escalation_budget_ms`,
@@ -139,6 +145,7 @@ impl Default for EdgeConfig {
             custom_recognizers: Vec::new(),
             max_classify_texts: DEFAULT_MAX_CLASSIFY_TEXTS,
             max_sentences: DEFAULT_MAX_SENTENCES,
+            max_request_tokens: DEFAULT_MAX_REQUEST_TOKENS,
             escalation: EscalationThresholds::default(),
             routing: RoutingConfig::default(),
             audit: AuditForwarding::default(),
@@ -183,6 +190,7 @@ impl EdgeConfig {
         "redact_custom_recognizers",
         "max_classify_texts",
         "max_sentences",
+        "max_request_tokens",
         "escalation_negative_threshold",
         "escalation_drop_threshold",
         "escalation_window",
@@ -228,6 +236,9 @@ impl EdgeConfig {
         }
         if let Some(v) = get("max_sentences") {
             config.max_sentences = parse_usize("max_sentences", &v, 0, 1024)?;
+        }
+        if let Some(v) = get("max_request_tokens") {
+            config.max_request_tokens = parse_usize("max_request_tokens", &v, 16, 10_000_000)?;
         }
         if let Some(v) = get("escalation_window") {
             config.escalation.window = parse_usize("escalation_window", &v, 1, 50)?;
@@ -312,6 +323,7 @@ mod tests {
         );
         let vars = [
             ("max_body_bytes", "2048"),
+            ("max_request_tokens", "512"),
             ("redact_hash_key", "0123456789abcdef0123"),
             (
                 "redact_custom_recognizers",
@@ -325,14 +337,14 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.max_body_bytes, 2048);
+        assert_eq!(c.max_request_tokens, 512);
         assert_eq!(c.custom_recognizers.len(), 1);
-        let bad = EdgeConfig::from_lookup(|k| (k == "redact_hash_key").then(|| "short".into()));
-        assert!(matches!(
-            bad,
-            Err(ConfigError::Invalid {
-                name: "redact_hash_key",
-                ..
-            })
-        ));
+        for (name, value) in [("redact_hash_key", "short"), ("max_request_tokens", "8")] {
+            let bad = EdgeConfig::from_lookup(|k| (k == name).then(|| value.into()));
+            assert!(
+                matches!(bad, Err(ConfigError::Invalid { name: n, .. }) if n == name),
+                "{name}={value}: {bad:?}"
+            );
+        }
     }
 }

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use sentio_model::{Classification, Classifier, ClassifyOptions, Label, ModelInfo, Scores};
+use sentio_model::{
+    Classification, Classifier, ClassifyOptions, Label, ModelError, ModelInfo, Scores,
+};
 use sentio_redact::{Engine, Policy, PolicySpec, RequestScope, Span};
 use serde::{Deserialize, Serialize};
 
@@ -146,13 +148,15 @@ pub fn sentiment_policy(engine: &Engine, config: &EdgeConfig) -> Result<Policy, 
 }
 
 /// Redacts `texts` in one scope (a conversation's pseudonyms stay consistent), classifies the
-/// redacted texts, and joins both into wire results.
+/// redacted texts, and joins both into wire results. `field` names the texts in the request, for
+/// the error when they hold more tokens than `options.max_tokens`.
 pub fn redact_and_classify(
     engine: &Engine,
     policy: &Policy,
     scope: &mut RequestScope,
     classifier: &dyn Classifier,
     texts: &[&str],
+    field: &str,
     options: &ClassifyOptions,
 ) -> Result<(Vec<TextSentiment>, Timing), ApiError> {
     let started = Instant::now();
@@ -167,12 +171,21 @@ pub fn redact_and_classify(
         .iter()
         .map(|r| r.redacted_text.as_str())
         .collect();
-    let classifications =
-        classifier
-            .classify(&redacted, options)
-            .map_err(|e| ApiError::Internal {
+    let classifications = classifier
+        .classify(&redacted, options)
+        .map_err(|e| match e {
+            ModelError::TooManyTokens { tokens, limit } => ApiError::invalid(
+                field,
+                format!(
+                    "holds {tokens} model tokens; one request takes at most {limit} \
+                     (`max_request_tokens`): split it over several requests, or queue it \
+                     through the heavy tier's `/v1/jobs`"
+                ),
+            ),
+            e => ApiError::Internal {
                 detail: e.to_string(),
-            })?;
+            },
+        })?;
     let classify_ms = started.elapsed().as_secs_f64() * 1000.0;
 
     let results = redactions
@@ -252,11 +265,14 @@ pub fn classify(
     let options = ClassifyOptions {
         sentences: request.sentences,
         max_sentences: config.max_sentences,
+        max_tokens: config.max_request_tokens,
     };
     let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
     let mut scope = RequestScope::default();
-    let (mut results, timing) =
-        redact_and_classify(engine, &policy, &mut scope, classifier, &borrowed, &options)?;
+    let field = if one { "text" } else { "texts" };
+    let (mut results, timing) = redact_and_classify(
+        engine, &policy, &mut scope, classifier, &borrowed, field, &options,
+    )?;
     ctx.stamp(&mut results, &borrowed, 0, config.hash_key.as_deref());
     let output = if one {
         ClassifyOutput::One(results.remove(0))
@@ -494,10 +510,12 @@ pub fn analyze_conversation(
     let options = ClassifyOptions {
         sentences: false,
         max_sentences: 0,
+        max_tokens: config.max_request_tokens,
     };
     let mut scope = RequestScope::default();
-    let (mut results, timing) =
-        redact_and_classify(engine, &policy, &mut scope, classifier, &texts, &options)?;
+    let (mut results, timing) = redact_and_classify(
+        engine, &policy, &mut scope, classifier, &texts, "turns", &options,
+    )?;
     ctx.stamp(&mut results, &texts, 0, config.hash_key.as_deref());
 
     let mut tracker = ConversationTracker::new(thresholds);
@@ -608,6 +626,7 @@ impl<'a> SentimentStream<'a> {
             options: ClassifyOptions {
                 sentences: true,
                 max_sentences: config.max_sentences,
+                max_tokens: config.max_request_tokens,
             },
             seq: 0,
         })
@@ -684,6 +703,7 @@ impl<'a> SentimentStream<'a> {
             &mut self.scope,
             self.classifier,
             &[message.text.as_str()],
+            "text",
             &self.options,
         )?;
         self.ctx.stamp(

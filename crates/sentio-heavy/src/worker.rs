@@ -413,6 +413,9 @@ impl Worker {
                 let options = ClassifyOptions {
                     sentences,
                     max_sentences: this.config.api.max_sentences,
+                    // No token limit: queued work has no request deadline, and the queue is
+                    // where the synchronous endpoints send texts over theirs.
+                    max_tokens: usize::MAX,
                 };
                 let mut scope = RequestScope::default();
                 let (results, _) = redact_and_classify(
@@ -421,6 +424,7 @@ impl Worker {
                     &mut scope,
                     this.classifier.as_ref(),
                     &texts,
+                    "texts",
                     &options,
                 )
                 .map_err(|e| e.to_string())?;

@@ -14,6 +14,9 @@ pub enum ModelError {
     ModelLoad(String),
     #[error("inference failed: {0}")]
     Inference(String),
+    /// The texts of one call hold more content tokens than [`crate::ClassifyOptions::max_tokens`].
+    #[error("the texts hold {tokens} tokens, over the limit of {limit} for one call")]
+    TooManyTokens { tokens: usize, limit: usize },
     #[error("backend returned {got} logits rows for a batch of {expected}")]
     BadOutput { expected: usize, got: usize },
 }

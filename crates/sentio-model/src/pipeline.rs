@@ -123,13 +123,19 @@ pub struct ClassifyOptions {
     pub sentences: bool,
     /// At most this many sentence results per text (the message result always covers all of it).
     pub max_sentences: usize,
+    /// At most this many content tokens in one call, every text's `tokens` together; beyond it
+    /// the call is [`ModelError::TooManyTokens`] and the model does not run. Model time grows
+    /// with tokens, so this is what bounds a request's work against its deadline.
+    pub max_tokens: usize,
 }
 
 impl Default for ClassifyOptions {
+    /// Sentence results on, 32 at most; no token limit.
     fn default() -> Self {
         Self {
             sentences: true,
             max_sentences: 32,
+            max_tokens: usize::MAX,
         }
     }
 }
@@ -315,6 +321,7 @@ impl<B: Backend> Classifier for Pipeline<B> {
     ) -> Result<Vec<Classification>, ModelError> {
         let mut segments = Vec::new();
         let mut plans = Vec::with_capacity(texts.len());
+        let mut total_tokens = 0usize;
         for text in texts {
             if text.trim().is_empty() {
                 plans.push(None);
@@ -322,6 +329,7 @@ impl<B: Backend> Classifier for Pipeline<B> {
             }
             let first = segments.len();
             let tokens = self.push_segments(text, &mut segments)?;
+            total_tokens += tokens;
             let message = first..segments.len();
             let mut ranges = if options.sentences {
                 split_sentences(text)
@@ -345,6 +353,14 @@ impl<B: Backend> Classifier for Pipeline<B> {
                 sentences,
                 sentences_truncated,
             }));
+        }
+        // Counted to the end (tokenizing is cheap next to the model) so the error says how
+        // much the caller has to split.
+        if total_tokens > options.max_tokens {
+            return Err(ModelError::TooManyTokens {
+                tokens: total_tokens,
+                limit: options.max_tokens,
+            });
         }
 
         let scores = self.score_segments(&segments)?;

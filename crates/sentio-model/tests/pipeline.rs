@@ -64,6 +64,7 @@ fn long_texts_are_chunked_and_sentences_capped() {
     let options = ClassifyOptions {
         sentences: true,
         max_sentences: 5,
+        ..ClassifyOptions::default()
     };
     let result = model.classify(&[&text], &options).unwrap().remove(0);
     let window = config.max_tokens - 2 - config.chunk_overlap;
@@ -91,6 +92,7 @@ fn emoji_reach_the_model_by_name() {
     let options = ClassifyOptions {
         sentences: false,
         max_sentences: 0,
+        ..ClassifyOptions::default()
     };
     let cases = [
         ("😡", Label::Negative),
@@ -170,4 +172,45 @@ fn sentences_are_not_padded_to_the_whole_message() {
         assert_eq!(alone.label, sentence.label);
         assert!((alone.scores.negative - sentence.scores.negative).abs() < 1e-4);
     }
+}
+
+/// A call holding more tokens than `max_tokens` is refused before the model runs, with the count
+/// the caller has to split; a call at the limit runs as if there were none.
+#[test]
+fn calls_over_the_token_limit_are_refused_before_the_model_runs() {
+    let config = ModelConfig::from_json(&read("config.json")).unwrap();
+    let shapes = Arc::new(Mutex::new(Vec::new()));
+    let recorder = ShapeRecorder {
+        inner: TractBackend::load(&read("model.onnx"), config.labels.len()).unwrap(),
+        shapes: Arc::clone(&shapes),
+    };
+    let tokenizer = WordPiece::from_json(&read("tokenizer.json"), &config).unwrap();
+    let model = Pipeline::new(recorder, tokenizer, config, String::new()).unwrap();
+    let texts = [
+        "The parcel came a week late. Nobody answered my emails.",
+        "",
+        "Thanks for the quick refund!",
+    ];
+    let unlimited = model.classify(&texts, &ClassifyOptions::default()).unwrap();
+    let total: usize = unlimited.iter().map(|r| r.tokens).sum();
+    assert!(total > 10, "{total}");
+
+    let at_limit = ClassifyOptions {
+        max_tokens: total,
+        ..ClassifyOptions::default()
+    };
+    assert_eq!(model.classify(&texts, &at_limit).unwrap(), unlimited);
+
+    shapes.lock().unwrap().clear();
+    let under = ClassifyOptions {
+        max_tokens: total - 1,
+        ..ClassifyOptions::default()
+    };
+    match model.classify(&texts, &under) {
+        Err(ModelError::TooManyTokens { tokens, limit }) => {
+            assert_eq!((tokens, limit), (total, total - 1));
+        }
+        other => panic!("expected TooManyTokens, got {other:?}"),
+    }
+    assert!(shapes.lock().unwrap().is_empty(), "the model ran");
 }
