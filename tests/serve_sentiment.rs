@@ -471,3 +471,72 @@ fn stream_speaks_server_sent_events_when_asked() {
     );
     assert_eq!(r.status, 415);
 }
+
+/// A stream is one request, but a live chat outlasts any request timeout: after the response
+/// head, every message in and answer out restarts the clock, and the stream ends one timeout
+/// after the last of them. (Before, the stream was cut at the timeout from its start, and a
+/// message sent later got no answer.)
+#[test]
+fn a_stream_lives_while_messages_flow_and_ends_once_they_stop() {
+    let timeout = Duration::from_secs(2);
+    let server = Server::start(&[
+        "--variable",
+        "heavy_url=",
+        "--variable",
+        "overflow_url=",
+        "--request-timeout-secs",
+        "2",
+    ]);
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /stream-sentiment HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let opened = std::time::Instant::now();
+    let messages = 6;
+    for i in 0..messages {
+        let line = format!(
+            "{}\n",
+            json!({"id": format!("m{i}"), "text": "still no refund"})
+        );
+        write!(stream, "{:x}\r\n{line}\r\n", line.len()).unwrap();
+        stream.flush().unwrap();
+        if i == 0 {
+            let mut head = String::new();
+            while reader.read_line(&mut head).unwrap() > 2 {
+                head.clear();
+            }
+        }
+        let v = read_result_line(&mut reader);
+        assert_eq!(v["id"], format!("m{i}"), "{v}");
+        assert_eq!(v["seq"], i);
+        std::thread::sleep(timeout / 2);
+    }
+    assert!(
+        opened.elapsed() > timeout * 2,
+        "the stream outlived two request timeouts"
+    );
+
+    // Nothing moves: the server ends the stream about one timeout after the last answer.
+    let quiet = std::time::Instant::now();
+    let mut rest = String::new();
+    let ended = loop {
+        match reader.read_line(&mut rest) {
+            Ok(0) | Err(_) => break quiet.elapsed(),
+            Ok(_) => {}
+        }
+    };
+    assert!(
+        ended < Duration::from_secs(15),
+        "still open {ended:?} after the last message"
+    );
+    assert!(
+        !rest.contains("\"seq\""),
+        "no answer without a message: {rest}"
+    );
+}

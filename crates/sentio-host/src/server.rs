@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use sentio_core::ApiError;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime::component::{GuestTaskId, ResourceTable};
-use wasmtime::{Engine, Store, StoreContextMut, StoreLimitsBuilder};
+use wasmtime::{Engine, Store, StoreContextMut, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::handler::{
     HandlerState, Instance, ProxyHandler, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState,
@@ -119,6 +120,64 @@ impl Drop for ObservedBody {
     }
 }
 
+/// When one request's data last moved. Until the guest sends the response head, a request gets
+/// the request timeout from its start, however its body trickles in (a slow body is cut, as
+/// before). After it, every frame in or out restarts the clock: a `/stream-sentiment` chat is one
+/// request that lives as long as messages and answers keep moving, and ends a request timeout
+/// after the last of them. A guest computing without moving any data still traps at the deadline.
+struct Activity {
+    started: Instant,
+    /// Milliseconds from `started` to the latest frame after the response head; 0 before it.
+    last_ms: AtomicU64,
+    responded: AtomicBool,
+}
+
+impl Activity {
+    fn start() -> Arc<Self> {
+        Arc::new(Self {
+            started: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            responded: AtomicBool::new(false),
+        })
+    }
+
+    fn responded(&self) {
+        self.responded.store(true, Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn touch(&self) {
+        if self.responded.load(Ordering::Relaxed) {
+            let ms = self.started.elapsed().as_millis() as u64;
+            self.last_ms.fetch_max(ms, Ordering::Relaxed);
+        }
+    }
+
+    fn deadline(&self, timeout: Duration) -> Instant {
+        self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + timeout
+    }
+}
+
+/// The activity of every request an instance took (more than one only with instance reuse),
+/// shared by its worker, its expiration and its epoch-deadline callback.
+#[derive(Clone, Default)]
+struct InstanceActivity(Arc<Mutex<Vec<Arc<Activity>>>>);
+
+impl InstanceActivity {
+    fn add(&self, request: Arc<Activity>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(request);
+    }
+
+    /// The latest deadline of the instance's requests; `None` before its first request.
+    fn deadline(&self, timeout: Duration) -> Option<Instant> {
+        let requests = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        requests.iter().map(|a| a.deadline(timeout)).max()
+    }
+}
+
 /// What a request's path resolved to.
 enum Target<'a> {
     Native(&'a NativeRoute),
@@ -212,9 +271,20 @@ impl HandlerState for ComponentHandler {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        // Instantiation runs guest code too; each request then sets its own deadline.
+        // Instantiation runs guest code too; each request then sets its own deadline. At the
+        // deadline the guest traps, unless a request's data moved since (see `Activity`).
+        let activity = InstanceActivity::default();
         store.set_epoch_deadline(deadline_ticks(self.timeout));
-        store.epoch_deadline_trap();
+        let (timeout, requests) = (self.timeout, activity.clone());
+        store.epoch_deadline_callback(move |_| {
+            let now = Instant::now();
+            Ok(match requests.deadline(timeout) {
+                Some(deadline) if deadline > now => {
+                    UpdateDeadline::Continue(deadline_ticks(deadline - now))
+                }
+                _ => UpdateDeadline::Interrupt,
+            })
+        });
         let proxy = c.pre.instantiate_async(&mut store).await?;
         tracing::debug!(component = %c.id, "instance started");
         Ok(Instance {
@@ -225,11 +295,13 @@ impl HandlerState for ComponentHandler {
                 sleep: Box::pin(tokio::time::sleep(self.timeout)),
                 request_timeout: self.timeout + EPOCH_TICK * 10,
                 idle_timeout: self.reuse.idle_timeout,
+                activity: activity.clone(),
             },
             state: Worker {
                 reuse: self.reuse,
                 timeout: self.timeout,
                 component: c.id.clone(),
+                activity,
             },
         })
     }
@@ -246,11 +318,12 @@ struct Worker {
     reuse: Reuse,
     timeout: Duration,
     component: String,
+    activity: InstanceActivity,
 }
 
 impl WorkerState for Worker {
     type StoreData = HostState;
-    type RequestData = ();
+    type RequestData = Arc<Activity>;
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
         if total >= self.reuse.max_requests {
@@ -265,11 +338,12 @@ impl WorkerState for Worker {
     fn on_request_start(
         &self,
         mut store: StoreContextMut<'_, HostState>,
-        _data: (),
+        activity: Arc<Activity>,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         // Guest code running past the deadline traps (and the instance goes with it); a request
-        // merely waiting expires when the returned sleep ends.
+        // merely waiting for its response head expires when the returned sleep ends.
+        self.activity.add(activity);
         store.set_epoch_deadline(deadline_ticks(self.timeout));
         Box::pin(tokio::time::sleep(self.timeout))
     }
@@ -284,11 +358,13 @@ impl WorkerState for Worker {
 
 /// Ends an instance that sat idle past the idle timeout, or one still busy when its latest
 /// request's time is up (a second line of defence behind the epoch deadline, for instances
-/// blocked outside the guest).
+/// blocked outside the guest). After the response head, time is up a request timeout after its
+/// data last moved (see `Activity`).
 struct Expiration {
     sleep: Pin<Box<tokio::time::Sleep>>,
     request_timeout: Duration,
     idle_timeout: Duration,
+    activity: InstanceActivity,
 }
 
 impl WorkerExpiration for Expiration {
@@ -298,11 +374,16 @@ impl WorkerExpiration for Expiration {
         state: WorkerStatus,
         start: Instant,
     ) -> Poll<()> {
-        let limit = match state {
-            WorkerStatus::Idle => self.idle_timeout,
-            WorkerStatus::Requests | WorkerStatus::PostReturn => self.request_timeout,
+        let deadline = match state {
+            WorkerStatus::Idle => start + self.idle_timeout,
+            WorkerStatus::Requests => start + self.request_timeout,
+            WorkerStatus::PostReturn => {
+                let fixed = start + self.request_timeout;
+                let moved = self.activity.deadline(self.request_timeout);
+                moved.map_or(fixed, |d| d.max(fixed))
+            }
         };
-        let deadline = tokio::time::Instant::from_std(start + limit);
+        let deadline = tokio::time::Instant::from_std(deadline);
         if self.sleep.deadline() != deadline {
             self.sleep.as_mut().reset(deadline);
         }
@@ -617,11 +698,27 @@ impl App {
                 parts.headers.insert(name, v);
             }
         }
+        let activity = Activity::start();
+        let moved = Arc::clone(&activity);
         let body = body
+            .map_frame(move |frame| {
+                moved.touch();
+                frame
+            })
             .map_err(wasmtime_wasi_http::Error::Hyper)
             .boxed_unsync();
-        let response = match handler.handle((), Request::from_parts(parts, body)).await {
-            Ok(response) => response,
+        let request = Request::from_parts(parts, body);
+        let response = match handler.handle(Arc::clone(&activity), request).await {
+            Ok(response) => {
+                activity.responded();
+                response.map(|body| {
+                    body.map_frame(move |frame| {
+                        activity.touch();
+                        frame
+                    })
+                    .boxed_unsync()
+                })
+            }
             Err(e) => {
                 // A guest still computing at its deadline traps (epoch interruption), and the
                 // handler reports only that its worker trapped: past the request timeout, that

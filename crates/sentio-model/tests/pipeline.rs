@@ -120,8 +120,10 @@ fn emoji_reach_the_model_by_name() {
 /// The student's backend, recording the shape (rows, columns) of every batch it runs.
 struct ShapeRecorder {
     inner: TractBackend,
-    shapes: Arc<Mutex<Vec<(usize, usize)>>>,
+    shapes: Shapes,
 }
+
+type Shapes = Arc<Mutex<Vec<(usize, usize)>>>;
 
 impl Backend for ShapeRecorder {
     fn engine(&self) -> &'static str {
@@ -136,8 +138,8 @@ impl Backend for ShapeRecorder {
     }
 }
 
-#[test]
-fn sentences_are_not_padded_to_the_whole_message() {
+/// The student on a [`ShapeRecorder`], and the shapes it records.
+fn recorded_student() -> (Pipeline<ShapeRecorder>, Shapes) {
     let config = ModelConfig::from_json(&read("config.json")).unwrap();
     let shapes = Arc::new(Mutex::new(Vec::new()));
     let recorder = ShapeRecorder {
@@ -146,6 +148,12 @@ fn sentences_are_not_padded_to_the_whole_message() {
     };
     let tokenizer = WordPiece::from_json(&read("tokenizer.json"), &config).unwrap();
     let model = Pipeline::new(recorder, tokenizer, config, String::new()).unwrap();
+    (model, shapes)
+}
+
+#[test]
+fn sentences_are_not_padded_to_the_whole_message() {
+    let (model, shapes) = recorded_student();
     let text = "I have been on hold for two hours. Worst airline ever. The crew was rude.";
     let result = model
         .classify(&[text], &ClassifyOptions::default())
@@ -178,14 +186,7 @@ fn sentences_are_not_padded_to_the_whole_message() {
 /// the caller has to split; a call at the limit runs as if there were none.
 #[test]
 fn calls_over_the_token_limit_are_refused_before_the_model_runs() {
-    let config = ModelConfig::from_json(&read("config.json")).unwrap();
-    let shapes = Arc::new(Mutex::new(Vec::new()));
-    let recorder = ShapeRecorder {
-        inner: TractBackend::load(&read("model.onnx"), config.labels.len()).unwrap(),
-        shapes: Arc::clone(&shapes),
-    };
-    let tokenizer = WordPiece::from_json(&read("tokenizer.json"), &config).unwrap();
-    let model = Pipeline::new(recorder, tokenizer, config, String::new()).unwrap();
+    let (model, shapes) = recorded_student();
     let texts = [
         "The parcel came a week late. Nobody answered my emails.",
         "",
