@@ -375,9 +375,9 @@ fn read_result_line(reader: &mut BufReader<TcpStream>) -> Value {
     }
 }
 
-#[test]
-fn stream_answers_each_message_as_it_arrives() {
-    let server = server();
+/// Opens `POST /stream-sentiment` with a chunked body that stays open: send lines with
+/// [`send_chunk`], read answers from the reader (after [`skip_response_head`]).
+fn open_stream(server: &Server) -> (TcpStream, BufReader<TcpStream>) {
     let mut stream = TcpStream::connect(&server.addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -387,21 +387,33 @@ fn stream_answers_each_message_as_it_arrives() {
         "POST /stream-sentiment HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n"
     )
     .unwrap();
-    let send_chunk = |stream: &mut TcpStream, data: &str| {
-        write!(stream, "{:x}\r\n{data}\r\n", data.len()).unwrap();
-        stream.flush().unwrap();
-    };
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let reader = BufReader::new(stream.try_clone().unwrap());
+    (stream, reader)
+}
+
+fn send_chunk(stream: &mut TcpStream, data: &str) {
+    write!(stream, "{:x}\r\n{data}\r\n", data.len()).unwrap();
+    stream.flush().unwrap();
+}
+
+fn skip_response_head(reader: &mut BufReader<TcpStream>) {
+    let mut head = String::new();
+    while reader.read_line(&mut head).unwrap() > 2 {
+        head.clear();
+    }
+}
+
+#[test]
+fn stream_answers_each_message_as_it_arrives() {
+    let server = server();
+    let (mut stream, mut reader) = open_stream(&server);
 
     // The first answer arrives while the request body is still open: real streaming.
     send_chunk(
         &mut stream,
         "{\"id\": \"m1\", \"text\": \"Hello, I love your product!\"}\n",
     );
-    let mut head = String::new();
-    while reader.read_line(&mut head).unwrap() > 2 {
-        head.clear();
-    }
+    skip_response_head(&mut reader);
     let first = read_result_line(&mut reader);
     assert_eq!(first["seq"], 0);
     assert_eq!(first["id"], "m1");
@@ -487,16 +499,7 @@ fn a_stream_lives_while_messages_flow_and_ends_once_they_stop() {
         "--request-timeout-secs",
         "2",
     ]);
-    let mut stream = TcpStream::connect(&server.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "POST /stream-sentiment HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n"
-    )
-    .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let (mut stream, mut reader) = open_stream(&server);
     let opened = std::time::Instant::now();
     let messages = 6;
     for i in 0..messages {
@@ -504,13 +507,9 @@ fn a_stream_lives_while_messages_flow_and_ends_once_they_stop() {
             "{}\n",
             json!({"id": format!("m{i}"), "text": "still no refund"})
         );
-        write!(stream, "{:x}\r\n{line}\r\n", line.len()).unwrap();
-        stream.flush().unwrap();
+        send_chunk(&mut stream, &line);
         if i == 0 {
-            let mut head = String::new();
-            while reader.read_line(&mut head).unwrap() > 2 {
-                head.clear();
-            }
+            skip_response_head(&mut reader);
         }
         let v = read_result_line(&mut reader);
         assert_eq!(v["id"], format!("m{i}"), "{v}");
