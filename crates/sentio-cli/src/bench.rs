@@ -292,21 +292,16 @@ fn native_in_host_redact_throughput(
         let (engine, config) = (engine.clone(), config.clone());
         Box::pin(async move {
             // Answered as `edge-redact` answers: the body, or the error table's status and JSON.
-            let (status, body) =
-                match sentio_core::redact_api::redact(&engine, &config, request.body()).and_then(
-                    |response| {
-                        serde_json::to_vec(&response).map_err(|e| sentio_core::ApiError::Internal {
-                            detail: e.to_string(),
-                        })
-                    },
-                ) {
-                    Ok(body) => (200, body),
-                    Err(e) => (e.status(), e.to_json()),
-                };
-            let mut response = http::Response::new(bytes::Bytes::from(body));
-            *response.status_mut() = http::StatusCode::from_u16(status)
-                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-            response
+            match sentio_core::redact_api::redact(&engine, &config, request.body()).and_then(
+                |response| {
+                    serde_json::to_vec(&response).map_err(|e| sentio_core::ApiError::Internal {
+                        detail: e.to_string(),
+                    })
+                },
+            ) {
+                Ok(body) => http::Response::new(bytes::Bytes::from(body)),
+                Err(e) => sentio_ops::error_response(&e),
+            }
         })
     });
     let route = sentio_host::NativeRoute {
