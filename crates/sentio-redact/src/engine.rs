@@ -23,7 +23,7 @@ pub const MIN_SCORE_WITH_CONTEXT: f32 = 0.4;
 /// Words after the match that still count as its context ("4111 ... my card", "... (cell)").
 const CONTEXT_WORDS_AFTER: usize = 2;
 /// Reject words count only when this close before the match ("order 12345" but not "my order is
-/// late, call me on 415...").
+/// late, call me on 415..."), and never past another value ([`reject_window`]).
 const REJECT_WINDOW_WORDS: usize = 3;
 /// Default score threshold for reporting a finding.
 pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.5;
@@ -829,6 +829,9 @@ impl Engine {
             candidates.extend(found_more);
             kept = resolve_overlaps(candidates.clone());
         }
+        keep_container_remnants(text, &candidates, &mut kept, |ri| {
+            &*self.recognizers[ri].entity
+        });
         let text_bytes = ByteSet::of(if known.is_empty() { "" } else { text });
         let known = known
             .iter()
@@ -954,10 +957,7 @@ impl Engine {
         {
             return None;
         }
-        if recognizer
-            .reject_matcher
-            .any_in(words_before(text, start, REJECT_WINDOW_WORDS))
-        {
+        if recognizer.reject_matcher.any_in(reject_window(text, start)) {
             return None;
         }
         let mut score = pattern.score;
@@ -1074,6 +1074,77 @@ fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
     });
     candidates.sort_by_key(|d| d.start);
     candidates
+}
+
+/// A candidate that lost to findings lying wholly inside it still covers the rest of its span.
+/// When they are all of its own type (a whole phone number that lost to a better-scored part of
+/// it), it replaces them: one value, one finding. Otherwise (a link with an e-mail address in its
+/// query string) each uncovered piece with a letter or digit in it is kept as a finding of the
+/// container's type, trimmed of spaces. Without this only the better-scored e-mail address was
+/// redacted and the `&token=…` after it stayed in the text. (Presidio's anonymizer lets the
+/// container win outright; keeping both types means a policy that keeps links still redacts the
+/// address inside one.) A candidate that only partly overlaps a finding is no container: its
+/// uncovered rest was searched again above.
+fn keep_container_remnants<'e>(
+    text: &str,
+    candidates: &[Candidate],
+    kept: &mut Vec<Candidate>,
+    entity_of: impl Fn(usize) -> &'e str,
+) {
+    let is_kept = |c: &Candidate, kept: &[Candidate]| {
+        kept.iter()
+            .any(|k| k.start == c.start && k.end == c.end && k.recognizer == c.recognizer)
+    };
+    let mut dropped: Vec<Candidate> = candidates
+        .iter()
+        .filter(|c| !is_kept(c, kept))
+        .copied()
+        .collect();
+    dropped.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then((b.end - b.start).cmp(&(a.end - a.start)))
+            .then(a.start.cmp(&b.start))
+    });
+    for container in dropped {
+        // `kept` is sorted by start and disjoint: the findings overlapping the container are
+        // one run of it.
+        let first = kept.partition_point(|k| k.end <= container.start);
+        let last = kept.partition_point(|k| k.start < container.end);
+        let inside = &kept[first..last];
+        if inside.is_empty()
+            || inside
+                .iter()
+                .any(|k| k.start < container.start || k.end > container.end)
+        {
+            continue;
+        }
+        let entity = entity_of(container.recognizer);
+        if inside.iter().all(|k| entity_of(k.recognizer) == entity) {
+            kept.splice(first..last, [container]);
+            continue;
+        }
+        let mut pieces = Vec::new();
+        let mut from = container.start;
+        let bounds = inside.iter().map(|k| (k.start, k.end));
+        for (next_start, next_end) in bounds.chain([(container.end, container.end)]) {
+            let piece = &text[from..next_start];
+            let trimmed = piece.trim();
+            if trimmed.chars().any(char::is_alphanumeric) {
+                let start = from + (piece.len() - piece.trim_start().len());
+                pieces.push(Candidate {
+                    start,
+                    end: start + trimmed.len(),
+                    ..container
+                });
+            }
+            from = next_end;
+        }
+        if !pieces.is_empty() {
+            kept.extend(pieces);
+            kept.sort_by_key(|c| c.start);
+        }
+    }
 }
 
 /// Whether `start..end` overlaps none of the disjoint spans in `covered` (start → end): only the
@@ -1217,6 +1288,28 @@ fn words_before(text: &str, pos: usize, n: usize) -> &str {
     }
     head.find(|c: char| !c.is_alphanumeric())
         .map_or("", |i| &head[i..])
+}
+
+/// Where a reject word discards a match starting at `pos`: the [`REJECT_WINDOW_WORDS`] words
+/// before it, cut after the last word with a digit. A label names the value right after it, so
+/// in "routing 021000021 account 000123456789" and "account 12345678, phone 212 555 0132" the
+/// first label belongs to the first number and must not discard the second. Digits inside a type
+/// tag (`<PERSON_1>`) do not cut: the value the tag replaced may have had none, and redacting
+/// redacted text must not find what the original text did not.
+fn reject_window(text: &str, pos: usize) -> &str {
+    let window = words_before(text, pos, REJECT_WINDOW_WORDS);
+    let last_digit = window.char_indices().rev().find(|&(i, c)| {
+        (c.is_ascii_digit() || ('０'..='９').contains(&c))
+            && !inside_type_tag(window, i, i + c.len_utf8())
+    });
+    match last_digit {
+        None => window,
+        Some((i, _)) => {
+            let rest = &window[i..];
+            rest.find(char::is_whitespace)
+                .map_or("", |end| &rest[end..])
+        }
+    }
 }
 
 /// The slice of `text` holding up to `n` words after `pos`, capped like [`words_before`].

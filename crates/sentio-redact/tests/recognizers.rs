@@ -59,6 +59,16 @@ fn true_positives() {
         ("number 415.555.2671", "PHONE_NUMBER", "415.555.2671"),
         ("my phone is 4155552671", "PHONE_NUMBER", "4155552671"),
         ("mobile 07700 900123", "PHONE_NUMBER", "07700 900123"),
+        (
+            "my mobile is 0176 12345678",
+            "PHONE_NUMBER",
+            "0176 12345678",
+        ),
+        (
+            "whatsapp me on 0151 2345678",
+            "PHONE_NUMBER",
+            "0151 2345678",
+        ),
         ("portable 06 12 34 56 78", "PHONE_NUMBER", "06 12 34 56 78"),
         (
             "card 4111 1111 1111 1111 exp 12/27",
@@ -319,6 +329,15 @@ fn true_positives() {
         ("password=myDogRex", "PASSWORD", "myDogRex"),
         ("my pin is 4821", "PASSWORD", "4821"),
         (
+            "card 4111 1111 1111 1111 exp 12/27 cvv 123",
+            "PASSWORD",
+            "123",
+        ),
+        ("CVC: 4821", "PASSWORD", "4821"),
+        ("Hi, Maria here. My order is late", "PERSON", "Maria"),
+        ("Hello, John Smith speaking", "PERSON", "John Smith"),
+        ("the security code is 456", "PASSWORD", "456"),
+        (
             "reach me at jörg.müller@beispiel.de",
             "EMAIL_ADDRESS",
             "jörg.müller@beispiel.de",
@@ -332,6 +351,28 @@ fn true_positives() {
             "send it to 1600 Pennsylvania Ave NW, Washington",
             "STREET_ADDRESS",
             "1600 Pennsylvania Ave NW",
+        ),
+        // A reject word labels the value right after it, not the next one ("routing" and
+        // "phone" reject a bank number, "account" a phone number).
+        (
+            "routing 021000021 account 000123456789",
+            "US_BANK_NUMBER",
+            "000123456789",
+        ),
+        (
+            "routing 021000021 checking 000123456789",
+            "US_BANK_NUMBER",
+            "000123456789",
+        ),
+        (
+            "phone 2125550132 account 12345678",
+            "US_BANK_NUMBER",
+            "12345678",
+        ),
+        (
+            "account 12345678, phone 212 555 0132",
+            "PHONE_NUMBER",
+            "212 555 0132",
         ),
     ];
     let mut failures = Vec::new();
@@ -418,14 +459,20 @@ fn look_alikes_are_not_reported() {
         "ticket 123456789 is open",   // nine digits without a passport word
         "Flight UA123456 driver",     // the driver is not a licence
         "driver number 12345678 was rude",
-        "software license key A1234567", // a licence key
-        "flight QX1 1AB boards soon",    // no postcode area QX
-        "delivery 60601 is late",        // a delivery number, not a ZIP
-        "CA 00000",                      // not a ZIP
-        "my order 60601 zip",            // reject word
+        "software license key A1234567",      // a licence key
+        "flight QX1 1AB boards soon",         // no postcode area QX
+        "delivery 60601 is late",             // a delivery number, not a ZIP
+        "CA 00000",                           // not a ZIP
+        "my order 60601 zip",                 // reject word
+        "the cvv field is broken",            // no code stated
+        "Hi, Support here, how can we help?", // a team, not a name
+        "Hey, Everyone here is rude",         // nobody in particular
+        "Click here to reset",                // no greeting before it
+        "order ref 12345678",                 // reject words, no value between them and the digits
+        "account 2 order 2125550132",         // the nearest label is the reject word
         "one two three four five six seven, here we go", // counting, no phone word
         "four one five one one one two six seven one", // ten digits, area code 415 but exchange 111
-        "I waited one, two, three hours", // too few
+        "I waited one, two, three hours",     // too few
         // Seen in the training corpus's tweets, each once reported:
         "Horseless Carriage : Car :: Driverless Car : ???", // an analogy, not IPv6 "::"
         "(Drake ::minor freak out::)",
@@ -622,4 +669,42 @@ fn long_texts_without_words_are_answered() {
         "{types:?}"
     );
     assert!(!redaction.redacted_text.contains("ab:ab:ab:ab:ab:ab:ab:ab"));
+}
+
+/// A finding that loses on score to findings wholly inside it still covers the rest of its span:
+/// as pieces of its own type around findings of another type, whole when they are of its type.
+#[test]
+fn a_container_that_loses_to_what_is_inside_it_still_covers_its_span() {
+    use sentio_redact::{Policy, RequestScope};
+    let engine = Engine::builtin().unwrap();
+    let redacted = |engine: &Engine, text: &str| {
+        engine
+            .redact(text, &Policy::default(), &mut RequestScope::default())
+            .redacted_text
+    };
+    // The address scores above the link around it; the token after it must not survive.
+    assert_eq!(
+        redacted(
+            &engine,
+            "reset link https://example.com/reset?email=jane.doe@example.com&token=abc123 ok"
+        ),
+        "reset link <URL><EMAIL_ADDRESS><URL> ok"
+    );
+
+    let custom = sentio_redact::RecognizerFile::from_toml(
+        r#"
+        [[recognizer]]
+        name = "ticket_whole"
+        entity = "TICKET"
+        patterns = [{ name = "ticket", regex = "T-[0-9]{4}-[0-9]{4}", score = 0.6 }]
+
+        [[recognizer]]
+        name = "ticket_part"
+        entity = "TICKET"
+        patterns = [{ name = "ticket_digits", regex = "[0-9]{4}", score = 0.9 }]
+        "#,
+    )
+    .unwrap();
+    let engine = engine.extend(&custom.recognizers).unwrap();
+    assert_eq!(redacted(&engine, "see T-1234-5678 now"), "see <TICKET> now");
 }
