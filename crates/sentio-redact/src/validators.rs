@@ -553,6 +553,21 @@ fn calling_code(d: &[u8]) -> Option<(usize, std::ops::RangeInclusive<usize>)> {
 }
 
 fn phone_international(span: &str) -> Verdict {
+    // "+44 (0)20 7946 0958": the bracketed trunk 0 is for callers inside the country and is not
+    // dialled from abroad. Italy keeps its 0 in international numbers, so the number as written
+    // is tried too.
+    for trunk in ["(0)", "(０)"] {
+        if span.contains(trunk) {
+            let without_trunk = span.replacen(trunk, "", 1);
+            if matches!(international_number(&without_trunk), Verdict::Valid) {
+                return Verdict::Valid;
+            }
+        }
+    }
+    international_number(span)
+}
+
+fn international_number(span: &str) -> Verdict {
     let trimmed = span.trim_start_matches(['+', '＋']);
     let mut d = digits(trimmed);
     if !span.starts_with(['+', '＋']) {
@@ -735,14 +750,28 @@ fn url(span: &str, start: usize) -> Verdict {
         }
     }
     let lower = span[..end].to_ascii_lowercase();
-    let host = lower
+    let authority = lower
         .split_once("://")
         .map_or(lower.as_str(), |(_, rest)| rest)
-        .split(['/', '?', '#', ':'])
+        .split(['/', '?', '#'])
         .next()
         .unwrap_or("");
-    let labels: Vec<&str> = host.split('.').collect();
-    let host_ok = labels.len() >= 2 && labels.iter().all(|l| !l.is_empty()) || host == "localhost";
+    // Credentials before the host ("https://user:secret@example.com") are part of the link, and
+    // the part of it most in need of redaction.
+    let host_and_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host_ok = match host_and_port.strip_prefix('[') {
+        // An IPv6 literal: "http://[2001:db8::1]:8080/".
+        Some(literal) => literal
+            .split_once(']')
+            .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            let host = host_and_port.split(':').next().unwrap_or("");
+            let labels: Vec<&str> = host.split('.').collect();
+            labels.len() >= 2 && labels.iter().all(|l| !l.is_empty()) || host == "localhost"
+        }
+    };
     if !host_ok {
         return Verdict::Invalid("no host name");
     }

@@ -60,6 +60,26 @@ fn true_positives() {
         ("my phone is 4155552671", "PHONE_NUMBER", "4155552671"),
         ("mobile 07700 900123", "PHONE_NUMBER", "07700 900123"),
         (
+            "call +44 (0)20 7946 0958",
+            "PHONE_NUMBER",
+            "+44 (0)20 7946 0958",
+        ),
+        (
+            "contact: +33 (0)6 12 34 56 78",
+            "PHONE_NUMBER",
+            "+33 (0)6 12 34 56 78",
+        ),
+        (
+            "Tel. +49 (0) 30 901820",
+            "PHONE_NUMBER",
+            "+49 (0) 30 901820",
+        ),
+        (
+            "my number is (02) 9876 5432",
+            "PHONE_NUMBER",
+            "(02) 9876 5432",
+        ),
+        (
             "my mobile is 0176 12345678",
             "PHONE_NUMBER",
             "0176 12345678",
@@ -334,6 +354,11 @@ fn true_positives() {
             "123",
         ),
         ("CVC: 4821", "PASSWORD", "4821"),
+        (
+            "status page http://[2001:db8::1]:8080/health is down",
+            "URL",
+            "http://[2001:db8::1]:8080/health",
+        ),
         ("Hi, Maria here. My order is late", "PERSON", "Maria"),
         ("Hello, John Smith speaking", "PERSON", "John Smith"),
         ("the security code is 456", "PASSWORD", "456"),
@@ -689,6 +714,11 @@ fn a_container_that_loses_to_what_is_inside_it_still_covers_its_span() {
             "reset link https://example.com/reset?email=jane.doe@example.com&token=abc123 ok"
         ),
         "reset link <URL><EMAIL_ADDRESS><URL> ok"
+    );
+    // Credentials in a link: the user name must go as well as what looks like an address.
+    assert_eq!(
+        redacted(&engine, "try https://user:hunter2@example.com/x now"),
+        "try <URL><EMAIL_ADDRESS><URL> now"
     );
 
     let custom = sentio_redact::RecognizerFile::from_toml(
