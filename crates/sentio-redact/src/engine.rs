@@ -791,10 +791,7 @@ impl Engine {
         for _ in 0..MAX_RESCAN_ROUNDS {
             let mut found_more = Vec::new();
             for c in &candidates {
-                if kept
-                    .iter()
-                    .any(|k| k.start == c.start && k.end == c.end && k.recognizer == c.recognizer)
-                {
+                if is_kept(&kept, c) {
                     continue;
                 }
                 let resume = kept
@@ -1091,13 +1088,9 @@ fn keep_container_remnants<'e>(
     kept: &mut Vec<Candidate>,
     entity_of: impl Fn(usize) -> &'e str,
 ) {
-    let is_kept = |c: &Candidate, kept: &[Candidate]| {
-        kept.iter()
-            .any(|k| k.start == c.start && k.end == c.end && k.recognizer == c.recognizer)
-    };
     let mut dropped: Vec<Candidate> = candidates
         .iter()
-        .filter(|c| !is_kept(c, kept))
+        .filter(|c| !is_kept(kept, c))
         .copied()
         .collect();
     dropped.sort_by(|a, b| {
@@ -1124,27 +1117,37 @@ fn keep_container_remnants<'e>(
             kept.splice(first..last, [container]);
             continue;
         }
-        let mut pieces = Vec::new();
+        // The run, rebuilt in order with the pieces between its findings, replaces itself: no
+        // sort of everything kept per container (a text of many such links stays linear).
+        let mut run = Vec::with_capacity(2 * inside.len() + 1);
         let mut from = container.start;
-        let bounds = inside.iter().map(|k| (k.start, k.end));
-        for (next_start, next_end) in bounds.chain([(container.end, container.end)]) {
+        for k in inside.iter().map(Some).chain([None]) {
+            let next_start = k.map_or(container.end, |k| k.start);
             let piece = &text[from..next_start];
             let trimmed = piece.trim();
             if trimmed.chars().any(char::is_alphanumeric) {
                 let start = from + (piece.len() - piece.trim_start().len());
-                pieces.push(Candidate {
+                run.push(Candidate {
                     start,
                     end: start + trimmed.len(),
                     ..container
                 });
             }
-            from = next_end;
+            if let Some(k) = k {
+                run.push(*k);
+                from = k.end;
+            }
         }
-        if !pieces.is_empty() {
-            kept.extend(pieces);
-            kept.sort_by_key(|c| c.start);
-        }
+        kept.splice(first..last, run);
     }
+}
+
+/// Whether `c` is one of `kept` (sorted by start and disjoint, so only one can start where it
+/// does): a lookup, not a scan, since a long text has thousands of candidates.
+fn is_kept(kept: &[Candidate], c: &Candidate) -> bool {
+    let i = kept.partition_point(|k| k.start < c.start);
+    kept.get(i)
+        .is_some_and(|k| k.start == c.start && k.end == c.end && k.recognizer == c.recognizer)
 }
 
 /// Whether `start..end` overlaps none of the disjoint spans in `covered` (start → end): only the
