@@ -14,7 +14,7 @@ use std::panic::{RefUnwindSafe, UnwindSafe};
 
 use crate::RedactError;
 use crate::spec::{RecognizerFile, RecognizerSpec};
-use crate::validators::{ValidatorKind, Verdict};
+use crate::validators::{ValidatorKind, Verdict, digit_value};
 
 /// How much a context word raises a score, and the least score a context hit leaves (Presidio's
 /// `LemmaContextAwareEnhancer` defaults).
@@ -1301,10 +1301,10 @@ fn words_before(text: &str, pos: usize, n: usize) -> &str {
 /// redacted text must not find what the original text did not.
 fn reject_window(text: &str, pos: usize) -> &str {
     let window = words_before(text, pos, REJECT_WINDOW_WORDS);
-    let last_digit = window.char_indices().rev().find(|&(i, c)| {
-        (c.is_ascii_digit() || ('０'..='９').contains(&c))
-            && !inside_type_tag(window, i, i + c.len_utf8())
-    });
+    let last_digit = window
+        .char_indices()
+        .rev()
+        .find(|&(i, c)| digit_value(c).is_some() && !inside_type_tag(window, i, i + c.len_utf8()));
     match last_digit {
         None => window,
         Some((i, _)) => {
