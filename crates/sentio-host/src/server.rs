@@ -164,11 +164,14 @@ impl Activity {
 struct InstanceActivity(Arc<Mutex<Vec<Arc<Activity>>>>);
 
 impl InstanceActivity {
-    fn add(&self, request: Arc<Activity>) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(request);
+    /// Adds a request, dropping those whose deadline has passed: they can no longer move any
+    /// deadline (one past is as good as none), and an instance reused for many requests would
+    /// otherwise keep every one it ever took.
+    fn add(&self, request: Arc<Activity>, timeout: Duration) {
+        let mut requests = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        requests.retain(|a| a.deadline(timeout) > now);
+        requests.push(request);
     }
 
     /// The latest deadline of the instance's requests; `None` before its first request.
@@ -343,7 +346,7 @@ impl WorkerState for Worker {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         // Guest code running past the deadline traps (and the instance goes with it); a request
         // merely waiting for its response head expires when the returned sleep ends.
-        self.activity.add(activity);
+        self.activity.add(activity, self.timeout);
         store.set_epoch_deadline(deadline_ticks(self.timeout));
         Box::pin(tokio::time::sleep(self.timeout))
     }
