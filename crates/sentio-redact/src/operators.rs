@@ -148,12 +148,8 @@ impl Pseudonyms {
 /// The form of a value that two spellings of it share: full-width folded to ASCII, lower-case,
 /// letters and digits only ("415-555-2671" and "(415) 555 2671" hash alike).
 pub fn normalize(value: &str) -> String {
-    value
+    crate::validators::fold_full_width(value)
         .chars()
-        .map(|c| match c {
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            _ => c,
-        })
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
         .collect()

@@ -795,13 +795,32 @@ fn mac_address(span: &str) -> Verdict {
 }
 
 fn email(span: &str) -> Verdict {
-    let Some((local, domain)) = span.rsplit_once('@') else {
+    let span = fold_full_width(span);
+    // "jane%40example.com": percent-encoded in a link's query
+    let at = span.rsplit_once('@').or_else(|| span.rsplit_once("%40"));
+    let Some((local, domain)) = at else {
         return Verdict::Invalid("no @");
     };
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return Verdict::Invalid("malformed local part");
     }
     verdict(tld_known(domain), "unknown top-level domain")
+}
+
+/// Full-width forms (U+FF01–U+FF5E) as the ASCII characters they stand for: an input method in
+/// full-width mode types "ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ" or "jane＠example.com".
+pub(crate) fn fold_full_width(s: &str) -> std::borrow::Cow<'_, str> {
+    const FULL_WIDTH: std::ops::RangeInclusive<char> = '\u{FF01}'..='\u{FF5E}';
+    if !s.chars().any(|c| FULL_WIDTH.contains(&c)) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| match FULL_WIDTH.contains(&c) {
+            true => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            false => c,
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// Whether the domain's last label is a top-level domain of the ICANN root (`data/tlds.txt`, from
@@ -1236,23 +1255,22 @@ fn date_of_birth(span: &str) -> Verdict {
     let month_name = span
         .split(|c: char| !c.is_alphabetic())
         .find_map(month_from_name);
+    let centuries = |y: u32| -> &'static [u32] { if y < 100 { &[1900, 2000] } else { &[0] } };
     let plausible = |y: u32, m: u32, d: u32| {
         (1900..=2100).contains(&y) && (1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m)
     };
     let ok = match (month_name, numbers.as_slice()) {
+        // "4 jul 76": a two-digit year in either century, as below
         (Some(m), [a, b]) => {
             let (day, year) = if *a > 31 { (*b, *a) } else { (*a, *b) };
-            plausible(year, m, day)
+            centuries(year).iter().any(|c| plausible(c + year, m, day))
         }
         (None, [y, m, d]) if *y >= 1900 => plausible(*y, *m, *d),
         // dd/mm/yyyy or mm/dd/yyyy: either reading makes it a date; a two-digit year
         // (dd/mm/yy) in either century
-        (None, [a, b, y]) => {
-            let centuries: &[u32] = if *y < 100 { &[1900, 2000] } else { &[0] };
-            centuries
-                .iter()
-                .any(|c| plausible(c + y, *b, *a) || plausible(c + y, *a, *b))
-        }
+        (None, [a, b, y]) => centuries(*y)
+            .iter()
+            .any(|c| plausible(c + y, *b, *a) || plausible(c + y, *a, *b)),
         _ => false,
     };
     verdict(ok, "not a calendar date")
@@ -1456,6 +1474,20 @@ const NOT_NAMES: &[&str] = &[
     "anytime",
     // Seen redacted in the airline tweets ("it's Late Flight...", "I'm Cancelled."): words that
     // carry the complaint.
+    // The first half of a hyphenated word ("it's Non-Refundable!", "I'm Fed-Up."): the self
+    // introduction takes hyphenated names ("I'm Jean-Luc").
+    "non",
+    "self",
+    "pre",
+    "re",
+    "ex",
+    "well",
+    "fed",
+    "half",
+    "semi",
+    "anti",
+    "over",
+    "sold",
     "late",
     "delayed",
     "cancelled",
@@ -1505,7 +1537,8 @@ fn street_address(span: &str) -> Verdict {
 
 /// A stated password, not the word a complaint puts after "password is" ("incorrect", "WRONG",
 /// "'expired'"): it has a digit, a symbol, or a capital after a small letter ("hunter2", "P@ss",
-/// "myDog"). One character repeated is a mask ("********"), which redacting redacted text meets.
+/// "myDog"). One character repeated is a mask ("********"), which redacting redacted text meets,
+/// unless it is a digit: "PIN: 0000" and "cvv 111" are real, and common, values.
 /// The pattern leaves the length open (a counted `\S` is a large automaton); 64 is the cap here.
 fn password(span: &str) -> Verdict {
     const QUOTES: [char; 10] = ['"', '\'', '“', '”', '‘', '’', '(', ')', '[', ']'];
@@ -1517,7 +1550,7 @@ fn password(span: &str) -> Verdict {
     }
     let mut chars = body.chars();
     let first = chars.next();
-    if first.is_none_or(|f| chars.all(|c| c == f)) {
+    if first.is_none_or(|f| digit_value(f).is_none() && chars.all(|c| c == f)) {
         return Verdict::Invalid("empty or one character repeated");
     }
     let digit_or_symbol = body.chars().any(|c| !c.is_alphabetic());
@@ -1792,7 +1825,9 @@ mod tests {
             ("“Incorrect”", false),
             ("Changer',", false),
             ("********", false),
-            ("1111", false),
+            ("####", false),
+            ("1111", true),
+            ("００００", true),
         ] {
             assert_eq!(password(value) == Verdict::Valid, valid, "{value}");
         }

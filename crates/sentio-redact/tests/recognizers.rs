@@ -354,6 +354,9 @@ fn true_positives() {
             "123",
         ),
         ("CVC: 4821", "PASSWORD", "4821"),
+        // The most common PINs repeat one digit.
+        ("PIN: 0000", "PASSWORD", "0000"),
+        ("exp 12/27 cvv 111", "PASSWORD", "111"),
         (
             "status page http://[2001:db8::1]:8080/health is down",
             "URL",
@@ -399,6 +402,86 @@ fn true_positives() {
             "PHONE_NUMBER",
             "212 555 0132",
         ),
+        ("ssn 536.22.1234", "US_SSN", "536.22.1234"),
+        // Hyphenated and O' names after a self-introduction or a greeting.
+        ("I'm Jean-Luc, I want a refund", "PERSON", "Jean-Luc"),
+        (
+            "this is Anne-Marie O'Brien speaking",
+            "PERSON",
+            "Anne-Marie O'Brien",
+        ),
+        ("Hi, Mary-Kate here", "PERSON", "Mary-Kate"),
+        // The name printed on a card, in its capitals or not.
+        (
+            "card 4111 1111 1111 1111, name on card JANE DOE",
+            "PERSON",
+            "JANE DOE",
+        ),
+        ("name on the card: Jane Doe", "PERSON", "Jane Doe"),
+        ("pw: Tr0ub4dor&3", "PASSWORD", "Tr0ub4dor&3"),
+        ("the code they texted me is 482913", "PASSWORD", "482913"),
+        ("OTP: 551023", "PASSWORD", "551023"),
+        ("my verification code is 7730", "PASSWORD", "7730"),
+        // A month's name between any separators, a two-digit year in either century.
+        ("dob: 4 jul 76", "DATE_OF_BIRTH", "4 jul 76"),
+        ("dob 04-Jul-1976", "DATE_OF_BIRTH", "04-Jul-1976"),
+        ("born Jul 4 76", "DATE_OF_BIRTH", "Jul 4 76"),
+        // Typed in an input method's full-width mode.
+        (
+            "ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ",
+            "EMAIL_ADDRESS",
+            "ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ",
+        ),
+        (
+            "mail jane.doe＠example.com",
+            "EMAIL_ADDRESS",
+            "jane.doe＠example.com",
+        ),
+        (
+            "name=John%20Smith&email=jane.doe%40example.com",
+            "EMAIL_ADDRESS",
+            "jane.doe%40example.com",
+        ),
+        ("Cheers -- Anna Schmidt", "PERSON", "Anna Schmidt"),
+        (
+            "I'm Mohammed Al-Sayed, booking under my name",
+            "PERSON",
+            "Mohammed Al-Sayed",
+        ),
+        // Continental European street addresses.
+        (
+            "my old address was 12 rue de la Paix, 75002 Paris",
+            "STREET_ADDRESS",
+            "12 rue de la Paix",
+        ),
+        (
+            "I live at 5 Avenue Anatole France, Paris",
+            "STREET_ADDRESS",
+            "5 Avenue Anatole France",
+        ),
+        (
+            "envíalo a Calle Mayor 5, Madrid",
+            "STREET_ADDRESS",
+            "Calle Mayor 5",
+        ),
+        (
+            "spedire a Via dei Mille 10b",
+            "STREET_ADDRESS",
+            "Via dei Mille 10b",
+        ),
+        (
+            "Musterstraße 12, 10115 Berlin",
+            "STREET_ADDRESS",
+            "Musterstraße 12",
+        ),
+        (
+            "Lieferung an Berliner Straße 5",
+            "STREET_ADDRESS",
+            "Berliner Straße 5",
+        ),
+        ("adres: Kerkstraat 12", "STREET_ADDRESS", "Kerkstraat 12"),
+        ("moro na Rua Augusta 27", "STREET_ADDRESS", "Rua Augusta 27"),
+        ("c/o Hauptstr. 5a", "STREET_ADDRESS", "Hauptstr. 5a"),
     ];
     let mut failures = Vec::new();
     for (text, entity, value) in cases {
@@ -503,6 +586,15 @@ fn look_alikes_are_not_reported() {
         "(Drake ::minor freak out::)",
         "Volvo Is About To Put 100 Driverless Cars On The Road In Sweden", // a headline
         "3 car collision at Kennedy & 275 Ramp. Center lane.",             // two sentences
+        "it's Non-Refundable!",     // a hyphenated word, not a hyphenated name
+        "I'm Fed-Up.",              // the same
+        "build 536.22.1234 is out", // an SSN's shape with dots, no SSN word
+        "promo code 482913",        // a code, but no word that makes it a one-time code
+        "born 32 jul 76",           // no 32nd day
+        "see icon＠２ｘ．ｐｎｇ",   // a file name in full width: png is no top-level domain
+        "price%40off.png",          // a percent-encoded file name: png is no top-level domain
+        "we went via Dallas 3 times", // "via" in lower case is a preposition
+        "I had 3 place settings",   // no capitalised street name
     ];
     let mut failures = Vec::new();
     for text in cases {
