@@ -98,6 +98,12 @@ fn redacts_one_and_many_and_reports_offsets() {
         v["results"][1]["redacted_text"],
         "<PERSON_1> again: ********2671 😀"
     );
+
+    // A message a JavaScript client cut inside an emoji (`"…😀".slice(0, n)`) carries a lone
+    // surrogate, as `JSON.stringify` writes it: answered, with U+FFFD in its place.
+    let r = server.post_json("/redact", r#"{"text": "mail maria.g@example.com \ud83d"}"#);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["redacted_text"], "mail <EMAIL_ADDRESS> \u{FFFD}");
 }
 
 #[test]
