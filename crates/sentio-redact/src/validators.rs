@@ -41,6 +41,7 @@ pub enum ValidatorKind {
     PersonName,
     StreetAddress,
     Password,
+    Username,
     CaSin,
     AuTfn,
     AuMedicare,
@@ -88,6 +89,7 @@ impl ValidatorKind {
             Self::PersonName => "person_name",
             Self::StreetAddress => "street_address",
             Self::Password => "password",
+            Self::Username => "username",
             Self::CaSin => "ca_sin",
             Self::AuTfn => "au_tfn",
             Self::AuMedicare => "au_medicare",
@@ -103,7 +105,7 @@ impl ValidatorKind {
     pub fn judges_prefixes(self) -> bool {
         !matches!(
             self,
-            Self::StreetAddress | Self::PhoneSpelledOut | Self::Password
+            Self::StreetAddress | Self::PhoneSpelledOut | Self::Password | Self::Username
         )
     }
 
@@ -142,6 +144,9 @@ impl ValidatorKind {
             Self::PersonName => person_name(span),
             Self::StreetAddress => street_address(span),
             Self::Password => password(span),
+            // An account name, like a password, is told from a plain word by a digit, a symbol
+            // or an inner capital ("@jane.doe.99", "jsmith1976", not "broken").
+            Self::Username => password(span),
             Self::CaSin => ca_sin(&digits(span)),
             Self::AuTfn => au_tfn(&digits(span)),
             Self::AuMedicare => au_medicare(&digits(span)),
@@ -1488,6 +1493,23 @@ const NOT_NAMES: &[&str] = &[
     "anti",
     "over",
     "sold",
+    // "Dear God, ...": an exclamation, not a person. "Dear Valued Customer": a form letter.
+    "god",
+    "lord",
+    "valued",
+    "hiring",
+    "friends",
+    "colleagues",
+    "member",
+    "guest",
+    "passenger",
+    "traveler",
+    "traveller",
+    "client",
+    "user",
+    "bro",
+    "guys",
+    "folks",
     "late",
     "delayed",
     "cancelled",

@@ -481,6 +481,26 @@ fn true_positives() {
         ),
         ("adres: Kerkstraat 12", "STREET_ADDRESS", "Kerkstraat 12"),
         ("moro na Rua Augusta 27", "STREET_ADDRESS", "Rua Augusta 27"),
+        // What an e-mail pasted into a ticket names.
+        (
+            "From: John Smith <john.smith@example.com>",
+            "PERSON",
+            "John Smith",
+        ),
+        ("Jane Doe <jane@example.com> wrote:", "PERSON", "Jane Doe"),
+        ("To: Jane Doe", "PERSON", "Jane Doe"),
+        ("Dear John, thanks for nothing", "PERSON", "John"),
+        ("Hi Maria, thanks for reaching out", "PERSON", "Maria"),
+        ("> From: Tom Baker", "PERSON", "Tom Baker"),
+        (
+            "On Mon, 3 Mar 2025 at 10:15, Maria Lopez wrote:",
+            "PERSON",
+            "Maria Lopez",
+        ),
+        // Account names after a word that says so.
+        ("my insta is @jane.doe.99", "USERNAME", "@jane.doe.99"),
+        ("username: jsmith1976", "USERNAME", "jsmith1976"),
+        ("my skype is live:jane.doe_1", "USERNAME", "live:jane.doe_1"),
         ("c/o Hauptstr. 5a", "STREET_ADDRESS", "Hauptstr. 5a"),
     ];
     let mut failures = Vec::new();
@@ -595,6 +615,17 @@ fn look_alikes_are_not_reported() {
         "price%40off.png",          // a percent-encoded file name: png is no top-level domain
         "we went via Dallas 3 times", // "via" in lower case is a preposition
         "I had 3 place settings",   // no capitalised street name
+        "Dear Sir or Madam, I am writing to complain", // no one by name
+        "Dear God, this is slow",   // an exclamation
+        "Dear Valued Customer,",    // a form letter
+        "Dear Hiring Manager,",     // the same
+        "Dear Passenger, your flight is delayed", // the same
+        "HOW TO: Find out more",    // no header: capitals, mid-line
+        "Hey guys, the app is down", // no one by name
+        "Dear Virgin customer, we apologise", // no comma after a name
+        "my login is broken again", // a complaint, not an account name
+        "my twitter account was hacked", // the same
+        "@united thanks for nothing", // a company's handle, without a cue
     ];
     let mut failures = Vec::new();
     for text in cases {
