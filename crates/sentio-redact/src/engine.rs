@@ -735,7 +735,7 @@ impl Engine {
     /// then length (longer first), then recognizer declaration order, then position; each candidate
     /// is kept if it overlaps no candidate already kept. A finding never partially covers another.
     pub fn analyze(&self, text: &str, options: &AnalyzeOptions) -> Vec<Detection> {
-        self.analyze_with_known(text, options, &[])
+        self.analyze_with_known(text, options, &[], "")
     }
 
     /// The entity type `c` was found as.
@@ -744,12 +744,15 @@ impl Engine {
     }
 
     /// [`Engine::analyze`], also finding `known` values (found earlier in the same request or
-    /// conversation) wherever they recur in `text`.
+    /// conversation) wherever they recur in `text`. `carried_context` is the end of the text
+    /// before this one in the conversation: its context words count for matches near the start
+    /// of `text` ("What is your date of birth?", then "14/03/1985").
     pub(crate) fn analyze_with_known(
         &self,
         text: &str,
         options: &AnalyzeOptions,
         known: &[KnownValue],
+        carried_context: &str,
     ) -> Vec<Detection> {
         // A finding is never empty. Returning here also keeps a fresh component instance's
         // memory untouched for an empty text (the prefilter's cache is 20 pages away).
@@ -770,9 +773,13 @@ impl Engine {
             // none anywhere in the text, none of its matches can be reported, so its search,
             // validations and context windows are skipped (most order numbers and digit runs).
             let needs_context = recognizer.patterns[pi].score < options.score_threshold;
-            if !needs_context || recognizer.context_matcher.any_in(text) {
+            if !needs_context
+                || recognizer.context_matcher.any_in(text)
+                || recognizer.context_matcher.any_in(carried_context)
+            {
                 self.scan(
                     text,
+                    carried_context,
                     ri,
                     pi,
                     0,
@@ -803,6 +810,7 @@ impl Engine {
                 if resume < c.end {
                     self.scan(
                         text,
+                        carried_context,
                         c.recognizer,
                         c.pattern,
                         resume,
@@ -844,6 +852,7 @@ impl Engine {
     fn scan(
         &self,
         text: &str,
+        carried_context: &str,
         ri: usize,
         pi: usize,
         from: usize,
@@ -869,7 +878,7 @@ impl Engine {
             if match_start >= until {
                 break;
             }
-            match self.score_candidate(text, ri, pi, start, end) {
+            match self.score_candidate(text, carried_context, ri, pi, start, end) {
                 Some(c) if c.score >= threshold => {
                     pos = c.end.max(match_start + 1);
                     out.push(c);
@@ -922,6 +931,7 @@ impl Engine {
     fn score_candidate(
         &self,
         text: &str,
+        carried_context: &str,
         ri: usize,
         pi: usize,
         start: usize,
@@ -958,8 +968,16 @@ impl Engine {
             return None;
         }
         let mut score = pattern.score;
+        let before = words_before(text, start, recognizer.context_window);
+        // A window that reaches the start of the text goes on into the previous text's end.
+        let carried = if before.len() == start {
+            carried_context
+        } else {
+            ""
+        };
         let context_mask = recognizer.context_matcher.mask_in(&[
-            words_before(text, start, recognizer.context_window),
+            carried,
+            before,
             words_after(text, end, CONTEXT_WORDS_AFTER),
         ]);
         let context_boost = if context_mask == 0 {
@@ -1268,7 +1286,7 @@ const MAX_BYTES_PER_WORD: usize = 64;
 
 /// The slice of `text` holding up to `n` words before `pos`, at most `n` × [`MAX_BYTES_PER_WORD`]
 /// bytes (then starting after a non-alphanumeric character, so no word is cut in two).
-fn words_before(text: &str, pos: usize, n: usize) -> &str {
+pub(crate) fn words_before(text: &str, pos: usize, n: usize) -> &str {
     let mut floor = pos.saturating_sub(n * MAX_BYTES_PER_WORD);
     while !text.is_char_boundary(floor) {
         floor -= 1;

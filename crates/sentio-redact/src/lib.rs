@@ -159,12 +159,19 @@ impl Engine {
 }
 
 /// State shared by the texts of one request or conversation: `<PERSON_1>` stays the same person,
-/// and a value found in one text is redacted wherever it recurs in the others.
+/// a value found in one text is redacted wherever it recurs in the others, and the end of one
+/// text is context for the start of the next.
 #[derive(Debug, Default, Clone)]
 pub struct RequestScope {
     pseudonyms: Pseudonyms,
     known: Vec<KnownValue>,
+    /// The last [`CARRIED_CONTEXT_WORDS`] words of the previous text, redacted: an agent's "Can
+    /// you confirm your date of birth?" is the context of the customer's "14/03/1985".
+    carried_context: String,
 }
+
+/// How many words at the end of one text of a conversation count as context for the next.
+const CARRIED_CONTEXT_WORDS: usize = 8;
 
 /// A `[start, end)` range in the three encodings clients index strings by: UTF-8 bytes (Rust,
 /// Go), Unicode scalar values (Python), UTF-16 code units (JavaScript, Java, C#).
@@ -228,6 +235,12 @@ impl Engine {
             cursor = d.end;
         }
         redacted.push_str(&text[cursor..]);
+        scope.carried_context.clear();
+        scope.carried_context.push_str(engine::words_before(
+            &redacted,
+            redacted.len(),
+            CARRIED_CONTEXT_WORDS,
+        ));
 
         for d in &detections {
             let value = &text[d.start..d.end];
@@ -281,7 +294,8 @@ impl Engine {
         policy: &Policy,
         scope: &RequestScope,
     ) -> Vec<Detection> {
-        let mut detections = self.analyze_with_known(text, &policy.analyze, &scope.known);
+        let mut detections =
+            self.analyze_with_known(text, &policy.analyze, &scope.known, &scope.carried_context);
         for _ in 0..MAX_SETTLE_PASSES {
             if detections.is_empty() {
                 break;
@@ -301,7 +315,13 @@ impl Engine {
             }
             tagged.push_str(&text[cursor..]);
             let mut found_more = false;
-            for mut extra in self.analyze_with_known(&tagged, &policy.analyze, &scope.known) {
+            let extras = self.analyze_with_known(
+                &tagged,
+                &policy.analyze,
+                &scope.known,
+                &scope.carried_context,
+            );
+            for mut extra in extras {
                 let touches_tag = tags
                     .iter()
                     .any(|&(start, end, _)| extra.start < end && start < extra.end);
@@ -411,13 +431,54 @@ mod tests {
     }
 
     #[test]
+    fn the_end_of_one_text_is_context_for_the_start_of_the_next() {
+        let engine = Engine::builtin().unwrap();
+        let policy = Policy::default();
+        let answer = |question: &str, reply: &str| {
+            let mut scope = RequestScope::default();
+            engine.redact(question, &policy, &mut scope);
+            engine.redact(reply, &policy, &mut scope).redacted_text
+        };
+        // A date or a bare number means nothing alone; after the agent's question it is PII.
+        assert_eq!(
+            answer(
+                "Can you confirm your date of birth?",
+                "Sure, it's 14/03/1985"
+            ),
+            "Sure, it's <DATE_OF_BIRTH>"
+        );
+        assert_eq!(
+            answer("What is your account number?", "12345678"),
+            "<US_BANK_NUMBER>"
+        );
+        let alone = |reply: &str| {
+            engine
+                .redact(reply, &policy, &mut RequestScope::default())
+                .redacted_text
+        };
+        assert_eq!(alone("Sure, it's 14/03/1985"), "Sure, it's 14/03/1985");
+        assert_eq!(alone("12345678"), "12345678");
+        // Only a window that reaches back to the start of the reply.
+        let far = "I booked it in the app last week and it charged me on 14/03/2024";
+        assert_eq!(answer("Can you confirm your date of birth?", far), far);
+    }
+
+    #[test]
     fn a_value_found_in_one_text_is_redacted_where_it_recurs_in_the_scope() {
         let engine = Engine::builtin().unwrap();
         let policy = Policy::default();
         let mut scope = RequestScope::default();
-        // Found through its context word, then typed again without one.
-        let first = engine.redact("my account number is 12345678901", &policy, &mut scope);
-        assert_eq!(first.redacted_text, "my account number is <US_BANK_NUMBER>");
+        // Found through its context word, then typed again without one (and far enough from it
+        // that the first text's end carries no context word into the second).
+        let first = engine.redact(
+            "my account number is 12345678901 and I was charged twice this week for nothing",
+            &policy,
+            &mut scope,
+        );
+        assert_eq!(
+            first.redacted_text,
+            "my account number is <US_BANK_NUMBER> and I was charged twice this week for nothing"
+        );
         let again = engine.redact("yes 12345678901, and 12345678901x", &policy, &mut scope);
         assert_eq!(
             again.redacted_text,

@@ -1477,8 +1477,6 @@ const NOT_NAMES: &[&str] = &[
     "soon",
     "asap",
     "anytime",
-    // Seen redacted in the airline tweets ("it's Late Flight...", "I'm Cancelled."): words that
-    // carry the complaint.
     // The first half of a hyphenated word ("it's Non-Refundable!", "I'm Fed-Up."): the self
     // introduction takes hyphenated names ("I'm Jean-Luc").
     "non",
@@ -1493,7 +1491,8 @@ const NOT_NAMES: &[&str] = &[
     "anti",
     "over",
     "sold",
-    // "Dear God, ...": an exclamation, not a person. "Dear Valued Customer": a form letter.
+    // "Dear God, ...": an exclamation, not a person; "Dear Valued Customer", "Hey guys,": no one
+    // by name.
     "god",
     "lord",
     "valued",
@@ -1510,6 +1509,8 @@ const NOT_NAMES: &[&str] = &[
     "bro",
     "guys",
     "folks",
+    // Seen redacted in the airline tweets ("it's Late Flight...", "I'm Cancelled."): words that
+    // carry the complaint.
     "late",
     "delayed",
     "cancelled",
