@@ -1286,7 +1286,7 @@ const MAX_BYTES_PER_WORD: usize = 64;
 
 /// The slice of `text` holding up to `n` words before `pos`, at most `n` × [`MAX_BYTES_PER_WORD`]
 /// bytes (then starting after a non-alphanumeric character, so no word is cut in two).
-pub(crate) fn words_before(text: &str, pos: usize, n: usize) -> &str {
+fn words_before(text: &str, pos: usize, n: usize) -> &str {
     let mut floor = pos.saturating_sub(n * MAX_BYTES_PER_WORD);
     while !text.is_char_boundary(floor) {
         floor -= 1;
