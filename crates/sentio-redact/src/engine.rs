@@ -1071,13 +1071,7 @@ fn next_word_start(text: &str, pos: usize, until: usize) -> Option<usize> {
 }
 
 fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
-    candidates.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then((b.end - b.start).cmp(&(a.end - a.start)))
-            .then(a.recognizer.cmp(&b.recognizer))
-            .then(a.start.cmp(&b.start))
-    });
+    candidates.sort_by(precedence);
     // What is kept stays disjoint: a lookup per candidate, not a scan of everything kept so far.
     let mut covered: BTreeMap<usize, usize> = BTreeMap::new();
     candidates.retain(|c| {
@@ -1089,6 +1083,16 @@ fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
     });
     candidates.sort_by_key(|d| d.start);
     candidates
+}
+
+/// Which of two candidates goes first where they compete: the higher score, then the longer
+/// span, then the recognizer declared first, then the earlier start.
+fn precedence(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    b.score
+        .total_cmp(&a.score)
+        .then((b.end - b.start).cmp(&(a.end - a.start)))
+        .then(a.recognizer.cmp(&b.recognizer))
+        .then(a.start.cmp(&b.start))
 }
 
 /// A candidate that lost to findings lying wholly inside it still covers the rest of its span.
@@ -1111,12 +1115,7 @@ fn keep_container_remnants<'e>(
         .filter(|c| !is_kept(kept, c))
         .copied()
         .collect();
-    dropped.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then((b.end - b.start).cmp(&(a.end - a.start)))
-            .then(a.start.cmp(&b.start))
-    });
+    dropped.sort_by(precedence);
     for container in dropped {
         // `kept` is sorted by start and disjoint: the findings overlapping the container are
         // one run of it.
