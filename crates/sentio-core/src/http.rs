@@ -40,9 +40,9 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         });
     }
     match parse_utf8_json(body) {
-        Err(ApiError::MalformedJson { detail })
-            if detail.contains("surrogate") || detail.contains("hex escape") =>
-        {
+        // Only a body serde_json refused pays for the look; one without a lone surrogate keeps
+        // its error.
+        Err(ApiError::MalformedJson { detail }) => {
             let mut repaired = body.to_vec();
             match replace_lone_surrogate_escapes(&mut repaired) {
                 true => parse_utf8_json(&repaired),
