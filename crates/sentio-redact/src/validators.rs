@@ -22,6 +22,9 @@ pub enum ValidatorKind {
     PhoneIndiaNational,
     PhoneBrazilNational,
     PhoneSpelledOut,
+    CreditCardSpelledOut,
+    UsSsnSpelledOut,
+    BankNumberSpelledOut,
     CreditCard,
     Iban,
     UsSsn,
@@ -47,6 +50,17 @@ pub enum ValidatorKind {
     AuMedicare,
     EsNif,
     InAadhaar,
+    Vin,
+    AuPostcode,
+    ItFiscalCode,
+    FiPersonalIdentityCode,
+    PlPesel,
+    NlBsn,
+    SePersonnummer,
+    FrNir,
+    DeTaxId,
+    SgNricFin,
+    AuAbn,
 }
 
 /// A validator's answer for one candidate span.
@@ -70,6 +84,9 @@ impl ValidatorKind {
             Self::PhoneIndiaNational => "phone_india_national",
             Self::PhoneBrazilNational => "phone_brazil_national",
             Self::PhoneSpelledOut => "phone_spelled_out",
+            Self::CreditCardSpelledOut => "credit_card_spelled_out",
+            Self::UsSsnSpelledOut => "us_ssn_spelled_out",
+            Self::BankNumberSpelledOut => "bank_number_spelled_out",
             Self::CreditCard => "credit_card",
             Self::Iban => "iban",
             Self::UsSsn => "us_ssn",
@@ -95,6 +112,17 @@ impl ValidatorKind {
             Self::AuMedicare => "au_medicare",
             Self::EsNif => "es_nif",
             Self::InAadhaar => "in_aadhaar",
+            Self::Vin => "vin",
+            Self::AuPostcode => "au_postcode",
+            Self::ItFiscalCode => "it_fiscal_code",
+            Self::FiPersonalIdentityCode => "fi_personal_identity_code",
+            Self::PlPesel => "pl_pesel",
+            Self::NlBsn => "nl_bsn",
+            Self::SePersonnummer => "se_personnummer",
+            Self::FrNir => "fr_nir",
+            Self::DeTaxId => "de_tax_id",
+            Self::SgNricFin => "sg_nric_fin",
+            Self::AuAbn => "au_abn",
         }
     }
 
@@ -105,7 +133,13 @@ impl ValidatorKind {
     pub fn judges_prefixes(self) -> bool {
         !matches!(
             self,
-            Self::StreetAddress | Self::PhoneSpelledOut | Self::Password | Self::Username
+            Self::StreetAddress
+                | Self::PhoneSpelledOut
+                | Self::CreditCardSpelledOut
+                | Self::UsSsnSpelledOut
+                | Self::BankNumberSpelledOut
+                | Self::Password
+                | Self::Username
         )
     }
 
@@ -116,7 +150,13 @@ impl ValidatorKind {
             Self::Email => email(span),
             Self::EmailObfuscated => email_obfuscated(span),
             Self::PhoneInternational => phone_international(span),
-            Self::PhoneNanp => verdict(nanp(&digits(span)), "not a valid NANP number"),
+            Self::PhoneNanp => {
+                let d = digits(span);
+                // A local number's shape is also the tail of "123-456-7890" (no area code starts
+                // with 1): only a run of its own is one.
+                let local = nanp_local(&d) && !joins_digit_groups(text, start, end);
+                verdict(nanp(&d) || local, "not a valid NANP number")
+            }
             Self::PhoneEuropeNational => phone_europe_national(span),
             Self::PhoneGermanyNational if joins_digit_groups(text, start, end) => {
                 Verdict::Invalid("the tail or head of a longer run of digit groups")
@@ -125,6 +165,20 @@ impl ValidatorKind {
             Self::PhoneBrazilNational => phone_brazil_national(&digits(span)),
             Self::PhoneIndiaNational => phone_india_national(&digits(span)),
             Self::PhoneSpelledOut => phone_spelled_out(span),
+            Self::CreditCardSpelledOut => match spoken_digits(span) {
+                Some(d) => card_digits(&d),
+                None => Verdict::Invalid("not a digit word"),
+            },
+            Self::UsSsnSpelledOut => {
+                spoken_digits(span).map_or(Verdict::Invalid("not a digit word"), |d| us_ssn(&d))
+            }
+            Self::BankNumberSpelledOut => match spoken_digits(span) {
+                Some(d) => verdict(
+                    (8..=17).contains(&d.len()),
+                    "not the length of an account number",
+                ),
+                None => Verdict::Invalid("not a digit word"),
+            },
             Self::CreditCard => credit_card(span, start),
             Self::Iban => iban(span, start),
             Self::UsSsn => us_ssn(&digits(span)),
@@ -152,6 +206,17 @@ impl ValidatorKind {
             Self::AuMedicare => au_medicare(&digits(span)),
             Self::EsNif => es_nif(span),
             Self::InAadhaar => in_aadhaar(&digits(span)),
+            Self::Vin => vin(span),
+            Self::AuPostcode => au_postcode(text, start, end),
+            Self::ItFiscalCode => it_fiscal_code(span),
+            Self::FiPersonalIdentityCode => fi_personal_identity_code(span),
+            Self::PlPesel => pl_pesel(&digits(span)),
+            Self::NlBsn => nl_bsn(&digits(span)),
+            Self::SePersonnummer => se_personnummer(&digits(span)),
+            Self::FrNir => fr_nir(span),
+            Self::DeTaxId => de_tax_id(&digits(span)),
+            Self::SgNricFin => sg_nric_fin(span),
+            Self::AuAbn => au_abn(&digits(span)),
         }
     }
 }
@@ -283,6 +348,14 @@ fn credit_card(span: &str, start: usize) -> Verdict {
         }
     }
     Verdict::Invalid("fails Luhn or issuer prefix/length")
+}
+
+/// A card number's digits, read from words: the whole run must be the card.
+fn card_digits(d: &[u8]) -> Verdict {
+    verdict(
+        (13..=19).contains(&d.len()) && luhn_valid(d) && card_issuer(d).is_some(),
+        "fails Luhn or issuer prefix/length",
+    )
 }
 
 /// IBAN lengths by country (SWIFT IBAN registry).
@@ -473,6 +546,12 @@ pub fn nanp(d: &[u8]) -> bool {
     npa[0] >= 2 && nxx[0] >= 2 && !(npa[1] == 1 && npa[2] == 1) && !(nxx[1] == 1 && nxx[2] == 1)
 }
 
+/// A NANP number without its area code ("555-2671"): the exchange starts 2-9 and is no N11
+/// service code.
+fn nanp_local(d: &[u8]) -> bool {
+    d.len() == 7 && d[0] >= 2 && !(d[1] == 1 && d[2] == 1)
+}
+
 /// Country calling codes with the national significant number lengths they allow.
 fn calling_code(d: &[u8]) -> Option<(usize, std::ops::RangeInclusive<usize>)> {
     const CODES: &[(&str, usize, usize)] = &[
@@ -595,10 +674,10 @@ fn international_number(span: &str) -> Verdict {
     Verdict::Valid
 }
 
-/// A phone number typed as words ("five five five, one two three four", "oh seven seven double
-/// oh …"): once the words are read, the digits must have a phone number's length and shape.
-fn phone_spelled_out(span: &str) -> Verdict {
-    let mut d: SmallVec<[u8; 16]> = SmallVec::new();
+/// The digits that `span` reads out as words ("five five five, one two three four", "oh seven
+/// seven double oh …", "4 one 1 1"), or `None` when a word is no digit.
+fn spoken_digits(span: &str) -> Option<Digits> {
+    let mut d = Digits::new();
     let mut repeat = 1;
     for word in span
         .split(|c: char| !c.is_alphanumeric())
@@ -625,12 +704,21 @@ fn phone_spelled_out(span: &str) -> Verdict {
             "nine" => 9,
             other => match other.parse::<u8>() {
                 Ok(n) if n < 10 && other.len() == 1 => n,
-                _ => return Verdict::Invalid("not a digit word"),
+                _ => return None,
             },
         };
         d.extend(std::iter::repeat_n(digit, repeat));
         repeat = 1;
     }
+    Some(d)
+}
+
+/// A phone number typed as words: once the words are read, the digits must have a phone
+/// number's length and shape.
+fn phone_spelled_out(span: &str) -> Verdict {
+    let Some(d) = spoken_digits(span) else {
+        return Verdict::Invalid("not a digit word");
+    };
     // The lengths of the numbers people read out: a local 7, NANP's 10 or 1 + 10, and the
     // national forms that start with a trunk 0 (UK 0 + 10, France 0 + 9).
     let valid = match d.len() {
@@ -877,9 +965,10 @@ pub fn deobfuscate_email(span: &str) -> String {
     out
 }
 
-/// Whether `span` spells out a separator: "dot" anywhere, or "at" between spaces or brackets
-/// (" at ", "(at)", "[at]", "{at}"), in any case. One pass: every e-mail address the plain
-/// recognizer finds is also a candidate here, with its prefixes when it is rejected.
+/// Whether `span` spells out a separator: "dot" anywhere, "at" between spaces or brackets
+/// (" at ", "(at)", "[at]", "{at}"), in any case, or "." or "@" set apart by a space
+/// on both sides ("jane . doe @ gmail . com"). One pass: every e-mail address the plain recognizer finds is
+/// also a candidate here, with its prefixes when it is rejected.
 fn spells_a_separator(span: &str) -> bool {
     let bytes = span.as_bytes();
     let lower = |i: usize| bytes.get(i).map(u8::to_ascii_lowercase);
@@ -889,6 +978,11 @@ fn spells_a_separator(span: &str) -> bool {
             (bytes[i - 1], lower(i + 2)),
             (b' ', Some(b' ')) | (b'(', Some(b')')) | (b'[', Some(b']')) | (b'{', Some(b'}'))
         ),
+        Some(b'.' | b'@') => {
+            i > 0
+                && bytes[i - 1].is_ascii_whitespace()
+                && bytes.get(i + 1).is_some_and(u8::is_ascii_whitespace)
+        }
         _ => false,
     })
 }
@@ -896,6 +990,17 @@ fn spells_a_separator(span: &str) -> bool {
 fn email_obfuscated(span: &str) -> Verdict {
     if !spells_a_separator(span) {
         return Verdict::Invalid("not obfuscated (the plain email recognizer covers it)");
+    }
+    // "featured in @CarInsurance.com", "Follow @apple.holidays": an at sign spaced from the word
+    // before it but not from the name after it starts a mention.
+    let bytes = span.as_bytes();
+    let mention = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'@'
+            && (i > 0 && bytes[i - 1].is_ascii_whitespace())
+                != bytes.get(i + 1).is_some_and(u8::is_ascii_whitespace)
+    });
+    if mention {
+        return Verdict::Invalid("an @mention, not an address");
     }
     let rebuilt = deobfuscate_email(span);
     if rebuilt.matches('@').count() != 1 {
@@ -1158,6 +1263,290 @@ fn verhoeff_valid(d: &[u8]) -> bool {
         c = MULTIPLY[usize::from(c)][usize::from(PERMUTE[i % 8][usize::from(x)])];
     }
     c == 0
+}
+
+/// A vehicle identification number (ISO 3779). The pattern keeps to the 33 characters a VIN may
+/// use (no I, O or Q); here it must mix letters and digits, its tenth character (the model year)
+/// is never U, Z or 0, and a vehicle built for North America (a manufacturer code starting 1-5)
+/// carries a check digit in ninth place (49 CFR 565.15), which other regions do not require.
+fn vin(span: &str) -> Verdict {
+    let b = span.as_bytes();
+    if b.len() != 17 || !b.iter().any(u8::is_ascii_digit) || !b.iter().any(u8::is_ascii_uppercase) {
+        return Verdict::Invalid("not 17 letters and digits");
+    }
+    if matches!(b[9], b'U' | b'Z' | b'0') {
+        return Verdict::Invalid("no model year in tenth place");
+    }
+    if !matches!(b[0], b'1'..=b'5') {
+        return Verdict::Valid;
+    }
+    const WEIGHTS: [u32; 17] = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2];
+    let value = |c: u8| -> u32 {
+        match c {
+            b'0'..=b'9' => u32::from(c - b'0'),
+            // A-H 1-8, J-N 1-5, P 7, R 9, S-Z 2-9: the letters' values in the standard's table.
+            b'A'..=b'H' => u32::from(c - b'A') + 1,
+            b'J'..=b'N' => u32::from(c - b'J') + 1,
+            b'P' => 7,
+            b'R' => 9,
+            _ => u32::from(c - b'S') + 2,
+        }
+    };
+    let sum: u32 = b.iter().zip(WEIGHTS).map(|(&c, w)| value(c) * w).sum();
+    let check = match sum % 11 {
+        10 => b'X',
+        r => b'0' + r as u8,
+    };
+    verdict(b[8] == check, "wrong check digit for a North American VIN")
+}
+
+/// The number its decimal digits spell.
+fn number(d: &[u8]) -> u64 {
+    d.iter().fold(0, |a, &x| a * 10 + u64::from(x))
+}
+
+/// Whether a day and month can be a birth date (any year; 29 February allowed).
+fn day_month_valid(day: u8, month: u8) -> bool {
+    const DAYS: [u8; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    (1..=12).contains(&month) && day >= 1 && day <= DAYS[usize::from(month - 1)]
+}
+
+/// Italy's codice fiscale: the check letter over the first fifteen characters (odd places by
+/// the Ministry's table, even places by value), and a real day of birth (41-71 for women). A
+/// digit replaced by a letter (omocodia, for two people with the same code) is read back.
+fn it_fiscal_code(span: &str) -> Verdict {
+    const ODD: [u8; 26] = [
+        1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24,
+        23,
+    ];
+    let code: SmallVec<[u8; 16]> = span.bytes().map(|b| b.to_ascii_uppercase()).collect();
+    if code.len() != 16 {
+        return Verdict::Invalid("not 16 characters");
+    }
+    let value = |c: u8| -> u8 {
+        if c.is_ascii_digit() {
+            c - b'0'
+        } else {
+            c - b'A'
+        }
+    };
+    let sum: u32 = code[..15]
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let v = value(c);
+            // Odd places (1st, 3rd, …) map digits like the letters A-J.
+            u32::from(if i % 2 == 0 { ODD[usize::from(v)] } else { v })
+        })
+        .sum();
+    if code[15] != b'A' + (sum % 26) as u8 {
+        return Verdict::Invalid("wrong check letter");
+    }
+    let omocodia = |c: u8| -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            _ => b"LMNPQRSTUV".iter().position(|&l| l == c).unwrap_or(99) as u8,
+        }
+    };
+    let day = omocodia(code[9]) * 10 + omocodia(code[10]);
+    let day = if day > 40 { day - 40 } else { day };
+    let month = b"ABCDEHLMPRST"
+        .iter()
+        .position(|&m| m == code[8])
+        .unwrap_or(99) as u8
+        + 1;
+    verdict(day_month_valid(day, month), "no such day of birth")
+}
+
+/// Finland's henkilötunnus: a real date, then the check character of the nine digits mod 31.
+fn fi_personal_identity_code(span: &str) -> Verdict {
+    let b = span.as_bytes();
+    if b.len() != 11 {
+        return Verdict::Invalid("not 11 characters");
+    }
+    let d = digits(&span[..6]);
+    if !day_month_valid(d[0] * 10 + d[1], d[2] * 10 + d[3]) {
+        return Verdict::Invalid("no such date of birth");
+    }
+    let mut nine = d;
+    nine.extend(digits(&span[7..10]));
+    const CHECK: &[u8; 31] = b"0123456789ABCDEFHJKLMNPRSTUVWXY";
+    verdict(
+        b[10] == CHECK[(number(&nine) % 31) as usize],
+        "wrong check character",
+    )
+}
+
+/// Poland's PESEL: a birth date whose month carries the century (+20 for the 2000s), and a check
+/// digit over weights 1-3-7-9.
+fn pl_pesel(d: &[u8]) -> Verdict {
+    if d.len() != 11 {
+        return Verdict::Invalid("not 11 digits");
+    }
+    let month = (d[2] * 10 + d[3]) % 20;
+    if !day_month_valid(d[4] * 10 + d[5], month) {
+        return Verdict::Invalid("no such date of birth");
+    }
+    let sum = weighted_sum(&d[..10], [1, 3, 7, 9, 1, 3, 7, 9, 1, 3]);
+    verdict(
+        (10 - sum % 10) % 10 == u32::from(d[10]),
+        "wrong check digit",
+    )
+}
+
+/// The Netherlands' burgerservicenummer: the eleven test, 9·d1 + 8·d2 + … + 2·d8 − d9 ≡ 0 (mod 11).
+fn nl_bsn(d: &[u8]) -> Verdict {
+    if d.len() != 9 || d.iter().all(|&x| x == 0) {
+        return Verdict::Invalid("not 9 digits");
+    }
+    let sum = weighted_sum(&d[..8], (2..=9).rev()) as i64 - i64::from(d[8]);
+    verdict(sum % 11 == 0, "fails the eleven test")
+}
+
+/// Sweden's personnummer: a birth date (day + 60 for a samordningsnummer), then a Luhn check
+/// over the ten digits without the century.
+fn se_personnummer(d: &[u8]) -> Verdict {
+    let d = match d.len() {
+        10 => d,
+        12 => &d[2..],
+        _ => return Verdict::Invalid("not 10 or 12 digits"),
+    };
+    let day = d[4] * 10 + d[5];
+    let day = if day > 60 { day - 60 } else { day };
+    if !day_month_valid(day, d[2] * 10 + d[3]) {
+        return Verdict::Invalid("no such date of birth");
+    }
+    verdict(luhn_valid(d), "fails Luhn")
+}
+
+/// France's numéro de sécurité sociale (NIR): a birth month (or INSEE's 20-42 and 50-99 for
+/// unknown ones), and a key of 97 minus the first thirteen digits mod 97, Corsica's 2A and 2B
+/// read as 19 and 18.
+fn fr_nir(span: &str) -> Verdict {
+    let compact: SmallVec<[u8; 16]> = span
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .map(|b| b.to_ascii_uppercase())
+        .collect();
+    if compact.len() != 15 {
+        return Verdict::Invalid("not 15 characters");
+    }
+    let (dept_a, dept_b) = (compact[5], compact[6]);
+    let mut d: SmallVec<[u8; 16]> = SmallVec::new();
+    for (i, &c) in compact.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => d.push(c - b'0'),
+            b'A' | b'B' if i == 6 && dept_a == b'2' => d.push(0),
+            _ => return Verdict::Invalid("not digits"),
+        }
+    }
+    let month = d[3] * 10 + d[4];
+    if !matches!(month, 1..=12 | 20..=42 | 50..=99) {
+        return Verdict::Invalid("no such month");
+    }
+    let mut body = number(&d[..13]);
+    if dept_a == b'2' && dept_b == b'A' {
+        body -= 1_000_000;
+    } else if dept_a == b'2' && dept_b == b'B' {
+        body -= 2_000_000;
+    }
+    verdict(97 - body % 97 == number(&d[13..]), "wrong key")
+}
+
+/// Germany's Steuer-ID: no leading 0; among the first ten digits one appears twice or three
+/// times and the others at most once; then an ISO 7064 MOD 11,10 check digit.
+fn de_tax_id(d: &[u8]) -> Verdict {
+    if d.len() != 11 || d[0] == 0 {
+        return Verdict::Invalid("not 11 digits without a leading 0");
+    }
+    let mut counts = [0u8; 10];
+    for &x in &d[..10] {
+        counts[usize::from(x)] += 1;
+    }
+    let repeated = counts.iter().filter(|&&c| c >= 2).count();
+    if repeated != 1 || counts.iter().any(|&c| c > 3) {
+        return Verdict::Invalid("digit repetition not as issued");
+    }
+    let mut product = 10;
+    for &x in &d[..10] {
+        let sum = match (u32::from(x) + product) % 10 {
+            0 => 10,
+            s => s,
+        };
+        product = (sum * 2) % 11;
+    }
+    let check = (11 - product) % 10;
+    verdict(check == u32::from(d[10]), "wrong check digit")
+}
+
+/// Singapore's NRIC and FIN: a prefix letter, seven digits weighted 2-7-6-5-4-3-2, and a check
+/// letter from the prefix's table (T and G add 4, M adds 3).
+fn sg_nric_fin(span: &str) -> Verdict {
+    let b: SmallVec<[u8; 9]> = span.bytes().map(|c| c.to_ascii_uppercase()).collect();
+    if b.len() != 9 {
+        return Verdict::Invalid("not 9 characters");
+    }
+    let d = digits(&span[1..8]);
+    let mut sum = weighted_sum(&d, [2, 7, 6, 5, 4, 3, 2]);
+    let table: &[u8; 11] = match b[0] {
+        b'S' => b"JZIHGFEDCBA",
+        b'T' => {
+            sum += 4;
+            b"JZIHGFEDCBA"
+        }
+        b'F' => b"XWUTRQPNMLK",
+        b'G' => {
+            sum += 4;
+            b"XWUTRQPNMLK"
+        }
+        b'M' => {
+            sum += 3;
+            b"KLJNPQRTUWX"
+        }
+        _ => return Verdict::Invalid("no such prefix"),
+    };
+    verdict(b[8] == table[(sum % 11) as usize], "wrong check letter")
+}
+
+/// Australia's ABN: one less on the first digit, weights 10, 1, 3, … 19, sum divisible by 89.
+fn au_abn(d: &[u8]) -> Verdict {
+    if d.len() != 11 || d[0] == 0 {
+        return Verdict::Invalid("not 11 digits");
+    }
+    let mut d: SmallVec<[u8; 11]> = SmallVec::from_slice(d);
+    d[0] -= 1;
+    let sum = weighted_sum(&d, [10, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
+    verdict(sum.is_multiple_of(89), "fails the mod 89 check")
+}
+
+/// An Australian postcode after its state's abbreviation ("Sydney NSW 2000"): the number must lie
+/// in that state's ranges (Australia Post), so "SA 1234" is not one.
+fn au_postcode(text: &str, start: usize, end: usize) -> Verdict {
+    let d = digits(&text[start..end]);
+    if d.len() != 4 {
+        return Verdict::Invalid("not four digits");
+    }
+    let n = d.iter().fold(0u32, |a, &x| a * 10 + u32::from(x));
+    let state = text[..start]
+        .trim_end()
+        .rsplit(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    let ranges: &[(u32, u32)] = match state {
+        "NSW" => &[(1000, 2599), (2619, 2899), (2921, 2999)],
+        "ACT" => &[(200, 299), (2600, 2618), (2900, 2920)],
+        "VIC" => &[(3000, 3999), (8000, 8999)],
+        "QLD" => &[(4000, 4999), (9000, 9999)],
+        "SA" => &[(5000, 5999)],
+        "WA" => &[(6000, 6999)],
+        "TAS" => &[(7000, 7999)],
+        "NT" => &[(800, 999)],
+        _ => &[],
+    };
+    verdict(
+        ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&n)),
+        "not a postcode of that state",
+    )
 }
 
 /// UK National Insurance number: two prefix letters, six digits, a suffix A–D. HMRC never
@@ -1518,6 +1907,28 @@ const NOT_NAMES: &[&str] = &[
     "stuck",
     "stranded",
     "early",
+    // A call to action before "here" at a text's start ("Sign Up here.", "Read More here!").
+    "sign",
+    "log",
+    "click",
+    "tap",
+    "read",
+    "learn",
+    "shop",
+    "buy",
+    "book",
+    "register",
+    "join",
+    "apply",
+    "vote",
+    "start",
+    "find",
+    "see",
+    "get",
+    "download",
+    "subscribe",
+    "donate",
+    "more",
 ];
 
 /// `NOT_NAMES` sorted, for a binary search (a name candidate checks two words against ~200).
@@ -1892,6 +2303,10 @@ mod tests {
             ("jane{at)example", false),
             ("jane@example.com", false),
             ("chat attempt", false),
+            ("jane . doe", true),
+            ("jane @ example", true),
+            ("jane @example", false),
+            ("jane.doe@example.com", false),
         ] {
             assert_eq!(spells_a_separator(span), spelled, "{span}");
         }
@@ -1904,7 +2319,7 @@ mod tests {
         #[test]
         fn a_spelled_separator_is_found_in_one_pass(
             pieces in proptest::collection::vec(proptest::sample::select(&[
-                "dot", "DoT", "do", "at", "AT", "a", "t", " ", "(", ")", "[", "]", "{", "}", "x", "@",
+                "dot", "DoT", "do", "at", "AT", "a", "t", " ", "(", ")", "[", "]", "{", "}", "x", "@", ".",
             ][..]), 0..10),
         ) {
             let span = pieces.concat();
@@ -1913,7 +2328,8 @@ mod tests {
                     .windows(needle.len())
                     .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
             };
-            let searched = has("dot") || has(" at ") || has("(at)") || has("[at]") || has("{at}");
+            let searched = has("dot") || has(" at ") || has("(at)") || has("[at]") || has("{at}")
+                || has(" . ") || has(" @ ");
             proptest::prop_assert_eq!(spells_a_separator(&span), searched, "{:?}", span);
         }
     }

@@ -26,6 +26,10 @@ pub(crate) const PII_SAMPLES: &[&str] = &[
     "i'm called Aiko Tanaka, born 03/12/85, birthdate: 1992/05/05, dob 1992.05.05",
     "the agent, Kevin, was rude; Contact person: Ahmed Al-Farsi; maria@sub.example.travel",
     "Cheers - Alex; celular (11) 91234-5678, telefone (21) 2345-6789",
+    "card four one one one one one one one one one one one one one one one, social five three six two two one two three four",
+    "VIN 1HGCM82633A004352, my cell is 555-2671, jane . doe @ gmail . com, PO Box 1234, Sydney NSW 2000",
+    "key sk-proj-abc123DEF456ghi789JKL012mno345PQR678; Name: Smith, John; Account holder: JOHN A SMITH",
+    "a lady named Karen, the rep (Jake); John Smith here, it's Sam again; my name is John A. Smith\nBest, Maria",
 ];
 
 /// How many generated sentences the warm-up analyzes (about 70 bytes each).

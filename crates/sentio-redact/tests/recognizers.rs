@@ -502,6 +502,146 @@ fn true_positives() {
         ("username: jsmith1976", "USERNAME", "jsmith1976"),
         ("my skype is live:jane.doe_1", "USERNAME", "live:jane.doe_1"),
         ("c/o Hauptstr. 5a", "STREET_ADDRESS", "Hauptstr. 5a"),
+        // Numbers read out in a call transcript.
+        (
+            "my card number is four one one one one one one one one one one one one one one one",
+            "CREDIT_CARD",
+            "four one one one one one one one one one one one one one one one",
+        ),
+        (
+            "card is five five double five, five five five five, five 5 five five, 4 four four 4",
+            "CREDIT_CARD",
+            "five five double five, five five five five, five 5 five five, 4 four four 4",
+        ),
+        (
+            "my social is five three six, two two, one two three four",
+            "US_SSN",
+            "five three six, two two, one two three four",
+        ),
+        (
+            "account number one two three four five six seven eight",
+            "US_BANK_NUMBER",
+            "one two three four five six seven eight",
+        ),
+        ("my cell is 555-2671", "PHONE_NUMBER", "555-2671"),
+        ("call me at 555.2671 tonight", "PHONE_NUMBER", "555.2671"),
+        (
+            "email: jane . doe @ gmail . com",
+            "EMAIL_ADDRESS",
+            "jane . doe @ gmail . com",
+        ),
+        (
+            "write to jane @ gmail.com",
+            "EMAIL_ADDRESS",
+            "jane @ gmail.com",
+        ),
+        (
+            "my IP is ::ffff:192.168.1.1",
+            "IP_ADDRESS",
+            "::ffff:192.168.1.1",
+        ),
+        ("PO Box 1234, Springfield", "STREET_ADDRESS", "PO Box 1234"),
+        ("P.O. Box 77", "STREET_ADDRESS", "P.O. Box 77"),
+        (
+            "I'm at 1 Infinite Loop, Cupertino",
+            "STREET_ADDRESS",
+            "1 Infinite Loop",
+        ),
+        ("Postfach 10 20 30", "STREET_ADDRESS", "Postfach 10 20 30"),
+        ("unit 5, Sydney NSW 2000", "POSTAL_CODE", "2000"),
+        ("Fitzroy VIC 3065, Australia", "POSTAL_CODE", "3065"),
+        ("Canberra ACT 2600", "POSTAL_CODE", "2600"),
+        ("my VIN is 1HGCM82633A004352", "VIN", "1HGCM82633A004352"),
+        ("VIN: 1M8GDM9AXKP042788", "VIN", "1M8GDM9AXKP042788"),
+        // Made in Germany: no check digit required.
+        ("vehicle WVWZZZ1JZXW000001", "VIN", "WVWZZZ1JZXW000001"),
+        // Keys whose issuers mark them.
+        (
+            "OpenAI key sk-proj-abc123DEF456ghi789JKL012mno345PQR678",
+            "API_KEY",
+            "sk-proj-abc123DEF456ghi789JKL012mno345PQR678",
+        ),
+        (
+            "ANTHROPIC_API_KEY=sk-ant-api03-abcdefghijklmnopqrstuvwxyz012345",
+            "API_KEY",
+            "sk-ant-api03-abcdefghijklmnopqrstuvwxyz012345",
+        ),
+        (
+            "token glpat-xxxxxxxxxxxxxxxxxxxx",
+            "API_KEY",
+            "glpat-xxxxxxxxxxxxxxxxxxxx",
+        ),
+        (
+            "//registry.npmjs.org/:_authToken=npm_abcdefghijklmnopqrstuvwxyz0123456789",
+            "API_KEY",
+            "npm_abcdefghijklmnopqrstuvwxyz0123456789",
+        ),
+        (
+            "HF token hf_abcdefghijklmnopqrstuvwxyzABCDEFGH",
+            "API_KEY",
+            "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH",
+        ),
+        // National numbers with check digits.
+        (
+            "codice fiscale RSSMRA85T10A562S",
+            "IT_FISCAL_CODE",
+            "RSSMRA85T10A562S",
+        ),
+        (
+            "il mio cf: rssmra85t10a562s",
+            "IT_FISCAL_CODE",
+            "rssmra85t10a562s",
+        ),
+        (
+            "hetu 131052-308T",
+            "FI_PERSONAL_IDENTITY_CODE",
+            "131052-308T",
+        ),
+        ("PESEL: 44051401359", "PL_PESEL", "44051401359"),
+        ("mijn BSN is 111222333", "NL_BSN", "111222333"),
+        ("BSN 1112.22.333", "NL_BSN", "1112.22.333"),
+        ("personnummer 811218-9876", "SE_PERSONNUMMER", "811218-9876"),
+        (
+            "personnummer 19811218-9876",
+            "SE_PERSONNUMMER",
+            "19811218-9876",
+        ),
+        (
+            "numéro de sécurité sociale 2 55 08 14 168 025 38",
+            "FR_NIR",
+            "2 55 08 14 168 025 38",
+        ),
+        (
+            "secu 1 85 05 2A 006 084 35",
+            "FR_NIR",
+            "1 85 05 2A 006 084 35",
+        ),
+        ("Steuer-ID 86 095 742 719", "DE_TAX_ID", "86 095 742 719"),
+        ("NRIC S1234567D", "SG_NRIC_FIN", "S1234567D"),
+        ("ABN 51 824 753 556", "AU_ABN", "51 824 753 556"),
+        // Names in more of the places chats put them.
+        ("my name is John A. Smith", "PERSON", "John A. Smith"),
+        ("this is John Q Public", "PERSON", "John Q Public"),
+        ("Best, Maria", "PERSON", "Maria"),
+        (
+            "thanks for nothing.\nTake care,\nJohn Smith\n",
+            "PERSON",
+            "John Smith",
+        ),
+        ("John Smith here, I have a question", "PERSON", "John Smith"),
+        ("I spoke to a lady named Karen", "PERSON", "Karen"),
+        ("a bloke called Dave answered", "PERSON", "Dave"),
+        ("the rep (Jake) said it would be fixed", "PERSON", "Jake"),
+        ("her name was Priya", "PERSON", "Priya"),
+        ("Name: Smith, John", "PERSON", "Smith, John"),
+        ("Account holder: JOHN A SMITH", "PERSON", "JOHN A SMITH"),
+        ("Beneficiary: Maria Lopez", "PERSON", "Maria Lopez"),
+        ("Hi, it's Sam again", "PERSON", "Sam"),
+        (
+            "this is Rachel Green calling about my order",
+            "PERSON",
+            "Rachel Green",
+        ),
     ];
     let mut failures = Vec::new();
     for (text, entity, value) in cases {
@@ -626,6 +766,34 @@ fn look_alikes_are_not_reported() {
         "my login is broken again", // a complaint, not an account name
         "my twitter account was hacked", // the same
         "@united thanks for nothing", // a company's handle, without a cue
+        "my order number is 555-2671", // a local number's shape after an order word
+        "the score was 555-2671",   // no phone word
+        "card 4 1 1 1 one one one one one one one one one one one two", // Luhn fails
+        "my social is one two three four five six seven eight nine", // a voided SSN
+        "order number one two three four five six seven eight", // an order, not an account
+        "ref 1HGCM82633A004352",    // no vehicle word
+        "VIN 1HGCM82633A004353",    // wrong check digit
+        "Sydney SA 2000",           // 2000 is no South Australian postcode
+        "Sign Up here.",            // a call to action, not a name
+        "the driver called Comcast", // the driver phoned a company
+        "the best, Apple is",       // no sign-off: the line runs on
+        "It ended. Then at noon. We left", // sentences, not a spelled-out e-mail
+        "codice fiscale RSSMRA85T10A562T", // wrong check letter
+        "codice fiscale RSSMRA85T32A562Y", // a 32nd day, with its check letter
+        "hetu 131052-308U",         // wrong check character
+        "PESEL 44051401358",        // wrong check digit
+        "order 44051401359 shipped", // a PESEL's digits without its word
+        "BSN 111222334",            // fails the eleven test
+        "personnummer 811218-9875", // fails Luhn
+        "sécu 2 55 08 14 168 025 39", // wrong key
+        "Steuer-ID 86095742718",    // wrong check digit
+        "Steuer-ID 11111111111",    // no digit repeated as issued
+        "NRIC S1234567A",           // wrong check letter
+        "ABN 51 824 753 557",       // fails mod 89
+        // Seen in the tweets: mentions, not addresses.
+        "featured in @CarInsurance.com article",
+        "but rather @VerizonWireless .  App is new.",
+        "Cancelled Flight @12am.Today 3+ hr delay",
     ];
     let mut failures = Vec::new();
     for text in cases {
