@@ -492,6 +492,20 @@ mod tests {
             answer("What is your account number?", "12345678"),
             "<US_BANK_NUMBER>"
         );
+        // A name given as the whole answer, with or without a speaker's label; a spoken e-mail.
+        assert_eq!(
+            answer("Agent: And your first name?", "Customer: Anna"),
+            "Customer: <PERSON>"
+        );
+        assert_eq!(
+            answer("Who am I speaking with?", "Michael Brown."),
+            "<PERSON>."
+        );
+        assert_eq!(answer("What's your name?", "Sure"), "Sure");
+        assert_eq!(
+            answer("What's your email?", "anna.kowalski at gmail"),
+            "<EMAIL_ADDRESS>"
+        );
         let alone = |reply: &str| {
             engine
                 .redact(reply, &policy, &mut RequestScope::default())
@@ -499,6 +513,8 @@ mod tests {
         };
         assert_eq!(alone("Sure, it's 14/03/1985"), "Sure, it's 14/03/1985");
         assert_eq!(alone("12345678"), "12345678");
+        assert_eq!(alone("Customer: Anna"), "Customer: Anna");
+        assert_eq!(alone("I work at Yahoo"), "I work at Yahoo");
         // Only a window that reaches back to the start of the reply.
         let far = "I booked it in the app last week and it charged me on 14/03/2024";
         assert_eq!(answer("Can you confirm your date of birth?", far), far);

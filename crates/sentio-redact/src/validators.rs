@@ -15,6 +15,7 @@ use smallvec::SmallVec;
 pub enum ValidatorKind {
     Email,
     EmailObfuscated,
+    EmailProviderSpoken,
     PhoneInternational,
     PhoneNanp,
     PhoneEuropeNational,
@@ -52,6 +53,7 @@ pub enum ValidatorKind {
     InAadhaar,
     Vin,
     AuPostcode,
+    EuPostcode,
     ItFiscalCode,
     FiPersonalIdentityCode,
     PlPesel,
@@ -77,6 +79,7 @@ impl ValidatorKind {
         match self {
             Self::Email => "email",
             Self::EmailObfuscated => "email_obfuscated",
+            Self::EmailProviderSpoken => "email_provider_spoken",
             Self::PhoneInternational => "phone_international",
             Self::PhoneNanp => "phone_nanp",
             Self::PhoneEuropeNational => "phone_europe_national",
@@ -114,6 +117,7 @@ impl ValidatorKind {
             Self::InAadhaar => "in_aadhaar",
             Self::Vin => "vin",
             Self::AuPostcode => "au_postcode",
+            Self::EuPostcode => "eu_postcode",
             Self::ItFiscalCode => "it_fiscal_code",
             Self::FiPersonalIdentityCode => "fi_personal_identity_code",
             Self::PlPesel => "pl_pesel",
@@ -149,6 +153,7 @@ impl ValidatorKind {
         match self {
             Self::Email => email(span),
             Self::EmailObfuscated => email_obfuscated(span),
+            Self::EmailProviderSpoken => email_provider_spoken(span),
             Self::PhoneInternational => phone_international(span),
             Self::PhoneNanp => {
                 let d = digits(span);
@@ -208,6 +213,7 @@ impl ValidatorKind {
             Self::InAadhaar => in_aadhaar(&digits(span)),
             Self::Vin => vin(span),
             Self::AuPostcode => au_postcode(text, start, end),
+            Self::EuPostcode => eu_postcode(text, end),
             Self::ItFiscalCode => it_fiscal_code(span),
             Self::FiPersonalIdentityCode => fi_personal_identity_code(span),
             Self::PlPesel => pl_pesel(&digits(span)),
@@ -1013,6 +1019,22 @@ fn email_obfuscated(span: &str) -> Verdict {
     email(&rebuilt)
 }
 
+/// "anna.kowalski at gmail": the address with its provider's usual domain must be one.
+fn email_provider_spoken(span: &str) -> Verdict {
+    let mut rebuilt = deobfuscate_email(span);
+    let provider = rebuilt.rsplit('@').next().unwrap_or("");
+    let domain = match provider {
+        "gmail" | "googlemail" | "hotmail" | "outlook" | "icloud" | "aol" | "protonmail"
+        | "yahoo" | "yandex" => "com",
+        "proton" => "me",
+        "gmx" => "net",
+        _ => return Verdict::Invalid("not a mail provider"),
+    };
+    rebuilt.push('.');
+    rebuilt.push_str(domain);
+    email(&rebuilt)
+}
+
 fn base58_decode(s: &str) -> Option<Vec<u8>> {
     const ALPHABET: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
     let mut bytes: Vec<u8> = Vec::new();
@@ -1519,6 +1541,61 @@ fn au_abn(d: &[u8]) -> Verdict {
     verdict(sum.is_multiple_of(89), "fails the mod 89 check")
 }
 
+/// Capitalised words that follow an amount rather than a postcode: "5000 Euro", "10000 Steps".
+const NOT_TOWNS: &[&str] = &[
+    "euro",
+    "euros",
+    "eur",
+    "dollar",
+    "dollars",
+    "usd",
+    "pound",
+    "pounds",
+    "gbp",
+    "franken",
+    "francs",
+    "kronor",
+    "kr",
+    "yen",
+    "points",
+    "pts",
+    "steps",
+    "calories",
+    "kcal",
+    "miles",
+    "km",
+    "meter",
+    "meters",
+    "metres",
+    "kg",
+    "mb",
+    "gb",
+    "tb",
+    "users",
+    "members",
+    "followers",
+    "customers",
+    "people",
+    "orders",
+    "tickets",
+    "items",
+    "units",
+    "pieces",
+    "stück",
+    "ex",
+];
+
+/// A continental postcode before its town: the word after it must be a town's name, not a unit.
+fn eu_postcode(text: &str, end: usize) -> Verdict {
+    let town = text[end..]
+        .trim_start()
+        .split(|c: char| !c.is_alphabetic())
+        .next()
+        .unwrap_or("");
+    let unit = NOT_TOWNS.iter().any(|w| town.eq_ignore_ascii_case(w));
+    verdict(!town.is_empty() && !unit, "an amount, not a postcode")
+}
+
 /// An Australian postcode after its state's abbreviation ("Sydney NSW 2000"): the number must lie
 /// in that state's ranges (Australia Post), so "SA 1234" is not one.
 fn au_postcode(text: &str, start: usize, end: usize) -> Verdict {
@@ -1723,6 +1800,12 @@ const NOT_NAMES: &[&str] = &[
     "who",
     "yes",
     "no",
+    "sure",
+    "yeah",
+    "yep",
+    "yup",
+    "nope",
+    "right",
     "please",
     "thanks",
     "thank",

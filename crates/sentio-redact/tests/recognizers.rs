@@ -549,6 +549,19 @@ fn true_positives() {
         ),
         ("Postfach 10 20 30", "STREET_ADDRESS", "Postfach 10 20 30"),
         ("unit 5, Sydney NSW 2000", "POSTAL_CODE", "2000"),
+        ("12 rue de la Paix, 75002 Paris", "POSTAL_CODE", "75002"),
+        ("Musterstraße 12, 10115 Berlin", "POSTAL_CODE", "10115"),
+        (
+            "vivo en Calle de Alcalá 45, 28014 Madrid",
+            "POSTAL_CODE",
+            "28014",
+        ),
+        (
+            "adres: Kerkstraat 12, 1012 AB Amsterdam",
+            "POSTAL_CODE",
+            "1012 AB",
+        ),
+        ("I live near 8001 Zürich", "POSTAL_CODE", "8001"),
         ("Fitzroy VIC 3065, Australia", "POSTAL_CODE", "3065"),
         ("Canberra ACT 2600", "POSTAL_CODE", "2600"),
         ("my VIN is 1HGCM82633A004352", "VIN", "1HGCM82633A004352"),
@@ -633,6 +646,11 @@ fn true_positives() {
         ("a bloke called Dave answered", "PERSON", "Dave"),
         ("the rep (Jake) said it would be fixed", "PERSON", "Jake"),
         ("her name was Priya", "PERSON", "Priya"),
+        (
+            "Customer: Yeah it's uh Michael Brown",
+            "PERSON",
+            "Michael Brown",
+        ),
         ("Name: Smith, John", "PERSON", "Smith, John"),
         ("Account holder: JOHN A SMITH", "PERSON", "JOHN A SMITH"),
         ("Beneficiary: Maria Lopez", "PERSON", "Maria Lopez"),
@@ -790,6 +808,10 @@ fn look_alikes_are_not_reported() {
         "Steuer-ID 11111111111",    // no digit repeated as issued
         "NRIC S1234567A",           // wrong check letter
         "ABN 51 824 753 557",       // fails mod 89
+        "we live on 5000 Euro a month", // an amount after an address word
+        "in 2019, 2000 People came", // a count after a year
+        "in 2024 Paris was great",  // a year, no address word
+        "@united Thanks Yup I'm all set.", // an answer word after "Thanks", no name
         // Seen in the tweets: mentions, not addresses.
         "featured in @CarInsurance.com article",
         "but rather @VerizonWireless .  App is new.",
