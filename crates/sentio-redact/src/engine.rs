@@ -1129,6 +1129,19 @@ fn keep_container_remnants<'e>(
         {
             continue;
         }
+        // A candidate with nothing of its own outside the findings (the same span found by two
+        // recognizers of one type: "310-795-2210" as a NANP number and as an Italian mobile's
+        // shape) covers nothing more; the better-scored finding stands.
+        let mut gaps = inside.iter().map(|k| k.start).chain([container.end]).zip(
+            [container.start]
+                .into_iter()
+                .chain(inside.iter().map(|k| k.end)),
+        );
+        if !gaps
+            .any(|(gap_end, gap_start)| text[gap_start..gap_end].chars().any(char::is_alphanumeric))
+        {
+            continue;
+        }
         let entity = entity_of(container.recognizer);
         if inside.iter().all(|k| entity_of(k.recognizer) == entity) {
             kept.splice(first..last, [container]);

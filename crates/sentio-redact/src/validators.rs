@@ -63,6 +63,7 @@ pub enum ValidatorKind {
     DeTaxId,
     SgNricFin,
     AuAbn,
+    BrCpf,
 }
 
 /// A validator's answer for one candidate span.
@@ -127,6 +128,7 @@ impl ValidatorKind {
             Self::DeTaxId => "de_tax_id",
             Self::SgNricFin => "sg_nric_fin",
             Self::AuAbn => "au_abn",
+            Self::BrCpf => "br_cpf",
         }
     }
 
@@ -161,6 +163,12 @@ impl ValidatorKind {
                 // with 1): only a run of its own is one.
                 let local = nanp_local(&d) && !joins_digit_groups(text, start, end);
                 verdict(nanp(&d) || local, "not a valid NANP number")
+            }
+            // An Italian mobile's shape without a trunk 0 is also the tail of "1-3001408092".
+            Self::PhoneEuropeNational
+                if span.starts_with('3') && joins_digit_groups(text, start, end) =>
+            {
+                Verdict::Invalid("the tail of a longer run of digit groups")
             }
             Self::PhoneEuropeNational => phone_europe_national(span),
             Self::PhoneGermanyNational if joins_digit_groups(text, start, end) => {
@@ -223,6 +231,7 @@ impl ValidatorKind {
             Self::DeTaxId => de_tax_id(&digits(span)),
             Self::SgNricFin => sg_nric_fin(span),
             Self::AuAbn => au_abn(&digits(span)),
+            Self::BrCpf => br_cpf(&digits(span)),
         }
     }
 }
@@ -743,6 +752,8 @@ fn phone_europe_national(span: &str) -> Verdict {
         11 if d[0] == 0 && matches!(d[1], 1 | 2 | 3 | 5 | 7 | 8) => Verdict::Valid,
         // France (and Australia's 02, 03, 04, 07, 08): 0 + 9 digits, 01-09
         10 if d[0] == 0 && d[1] != 0 => Verdict::Valid,
+        // Italy's mobiles: ten digits from 3
+        10 if d[0] == 3 => Verdict::Valid,
         // Spain: 9 digits, mobiles 6 and 7, landlines 8 and 9
         9 if matches!(d[0], 6..=9) => Verdict::Valid,
         _ => Verdict::Invalid("not a UK, French, Australian or Spanish national number"),
@@ -1530,6 +1541,19 @@ fn sg_nric_fin(span: &str) -> Verdict {
     verdict(b[8] == table[(sum % 11) as usize], "wrong check letter")
 }
 
+/// Brazil's CPF: nine digits and two check digits, each the weighted sum (10…2, then 11…2)
+/// times 10 mod 11 (10 read as 0); a digit repeated eleven times passes the check but is never issued.
+fn br_cpf(d: &[u8]) -> Verdict {
+    if d.len() != 11 || d.iter().all(|&x| x == d[0]) {
+        return Verdict::Invalid("not 11 digits");
+    }
+    let check = |n: usize| (weighted_sum(&d[..n], (2..=n as u32 + 1).rev()) * 10 % 11) % 10;
+    verdict(
+        check(9) == u32::from(d[9]) && check(10) == u32::from(d[10]),
+        "wrong check digits",
+    )
+}
+
 /// Australia's ABN: one less on the first digit, weights 10, 1, 3, … 19, sum divisible by 89.
 fn au_abn(d: &[u8]) -> Verdict {
     if d.len() != 11 || d[0] == 0 {
@@ -1990,6 +2014,23 @@ const NOT_NAMES: &[&str] = &[
     "stuck",
     "stranded",
     "early",
+    // German capitalises nouns: "Ich bin Kunde, …" names a role, not a person.
+    "kunde",
+    "kundin",
+    "neukunde",
+    "stammkunde",
+    "student",
+    "studentin",
+    "rentner",
+    "rentnerin",
+    "mitglied",
+    "mutter",
+    "vater",
+    "arzt",
+    "lehrer",
+    "lehrerin",
+    "deutscher",
+    "deutsche",
     // A call to action before "here" at a text's start ("Sign Up here.", "Read More here!").
     "sign",
     "log",

@@ -647,6 +647,37 @@ fn true_positives() {
         ("the rep (Jake) said it would be fixed", "PERSON", "Jake"),
         ("her name was Priya", "PERSON", "Priya"),
         (
+            "Hola, soy María García y mi teléfono",
+            "PERSON",
+            "María García",
+        ),
+        (
+            "Bonjour, je suis Pierre Martin, mon",
+            "PERSON",
+            "Pierre Martin",
+        ),
+        (
+            "Hallo, ich bin Thomas Müller, meine",
+            "PERSON",
+            "Thomas Müller",
+        ),
+        ("Ciao, sono Giulia Rossi, il mio", "PERSON", "Giulia Rossi"),
+        ("Hoi, ik ben Jan de Vries, mijn", "PERSON", "Jan de Vries"),
+        ("my name is Maria de la Cruz", "PERSON", "Maria de la Cruz"),
+        (
+            "Ludwig van Beethoven wrote:",
+            "PERSON",
+            "Ludwig van Beethoven",
+        ),
+        (
+            "il mio numero è 347 123 4567",
+            "PHONE_NUMBER",
+            "347 123 4567",
+        ),
+        ("mijn nummer is 06-12345678", "PHONE_NUMBER", "06-12345678"),
+        ("meu CPF é 123.456.789-09", "BR_CPF", "123.456.789-09"),
+        ("my CPF is 12345678909", "BR_CPF", "12345678909"),
+        (
             "Customer: Yeah it's uh Michael Brown",
             "PERSON",
             "Michael Brown",
@@ -811,6 +842,12 @@ fn look_alikes_are_not_reported() {
         "we live on 5000 Euro a month", // an amount after an address word
         "in 2019, 2000 People came", // a count after a year
         "in 2024 Paris was great",  // a year, no address word
+        "Ich bin Kunde, und sauer", // a role, capitalised as German nouns are
+        "je suis furieux",          // a feeling
+        "CPF 123.456.789-08",       // wrong check digit
+        "CPF 111.111.111-11",       // a repeated digit passes the check, never issued
+        "we sold 347 123 4567 units", // an Italian mobile's shape, no phone word
+        "Reference number to this request: 1-3001408092", // the tail of a longer number
         "@united Thanks Yup I'm all set.", // an answer word after "Thanks", no name
         // Seen in the tweets: mentions, not addresses.
         "featured in @CarInsurance.com article",
@@ -1050,4 +1087,15 @@ fn a_container_that_loses_to_what_is_inside_it_still_covers_its_span() {
     .unwrap();
     let engine = engine.extend(&custom.recognizers).unwrap();
     assert_eq!(redacted(&engine, "see T-1234-5678 now"), "see <TICKET> now");
+}
+
+#[test]
+fn the_same_span_found_twice_keeps_the_better_score() {
+    // A NANP number is also an Italian mobile's shape; the candidate that lost has nothing of its
+    // own outside the winner, so it must not replace it as a "container".
+    let engine = Engine::builtin().unwrap();
+    let found = engine.analyze("call me at 310-795-2210", &AnalyzeOptions::default());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(&*found[0].recognizer, "phone_nanp");
+    assert!(found[0].score > 0.9, "{found:?}");
 }
