@@ -178,20 +178,15 @@ impl ValidatorKind {
             Self::PhoneBrazilNational => phone_brazil_national(&digits(span)),
             Self::PhoneIndiaNational => phone_india_national(&digits(span)),
             Self::PhoneSpelledOut => phone_spelled_out(span),
-            Self::CreditCardSpelledOut => match spoken_digits(span) {
-                Some(d) => card_digits(&d),
-                None => Verdict::Invalid("not a digit word"),
-            },
-            Self::UsSsnSpelledOut => {
-                spoken_digits(span).map_or(Verdict::Invalid("not a digit word"), |d| us_ssn(&d))
-            }
-            Self::BankNumberSpelledOut => match spoken_digits(span) {
-                Some(d) => verdict(
+            // Read as digits, then held to the typed number's rule.
+            Self::CreditCardSpelledOut => read_out(span, card_digits),
+            Self::UsSsnSpelledOut => read_out(span, us_ssn),
+            Self::BankNumberSpelledOut => read_out(span, |d| {
+                verdict(
                     (8..=17).contains(&d.len()),
                     "not the length of an account number",
-                ),
-                None => Verdict::Invalid("not a digit word"),
-            },
+                )
+            }),
             Self::CreditCard => credit_card(span, start),
             Self::Iban => iban(span, start),
             Self::UsSsn => us_ssn(&digits(span)),
@@ -726,6 +721,11 @@ fn spoken_digits(span: &str) -> Option<Digits> {
         repeat = 1;
     }
     Some(d)
+}
+
+/// `check` on the digits `span` reads out as words.
+fn read_out(span: &str, check: impl Fn(&[u8]) -> Verdict) -> Verdict {
+    spoken_digits(span).map_or(Verdict::Invalid("not a digit word"), |d| check(&d))
 }
 
 /// A phone number typed as words: once the words are read, the digits must have a phone
@@ -2014,6 +2014,31 @@ const NOT_NAMES: &[&str] = &[
     "stuck",
     "stranded",
     "early",
+    // After "soy", "je suis", "sono", "ik ben", "ich bin": a feeling or a role, sometimes
+    // capitalised for emphasis.
+    "enojado",
+    "enojada",
+    "enfadado",
+    "enfadada",
+    "furioso",
+    "furiosa",
+    "harto",
+    "harta",
+    "cliente",
+    "furieux",
+    "furieuse",
+    "client",
+    "arrabbiato",
+    "arrabbiata",
+    "deluso",
+    "delusa",
+    "stufo",
+    "stufa",
+    "boos",
+    "woedend",
+    "teleurgesteld",
+    "klant",
+    "sauer",
     // German capitalises nouns: "Ich bin Kunde, …" names a role, not a person.
     "kunde",
     "kundin",
