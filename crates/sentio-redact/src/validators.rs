@@ -983,9 +983,9 @@ pub fn deobfuscate_email(span: &str) -> String {
 }
 
 /// Whether `span` spells out a separator: "dot" anywhere, "at" between spaces or brackets
-/// (" at ", "(at)", "[at]", "{at}"), in any case, or "." or "@" set apart by a space
-/// on both sides ("jane . doe @ gmail . com"). One pass: every e-mail address the plain recognizer finds is
-/// also a candidate here, with its prefixes when it is rejected.
+/// (" at ", "(at)", "[at]", "{at}"), in any case, or "." or "@" set apart by a space on both sides
+/// ("jane . doe @ gmail . com"). One pass: every e-mail address the plain recognizer finds is also
+/// a candidate here, with its prefixes when it is rejected.
 fn spells_a_separator(span: &str) -> bool {
     let bytes = span.as_bytes();
     let lower = |i: usize| bytes.get(i).map(u8::to_ascii_lowercase);
@@ -1304,7 +1304,12 @@ fn verhoeff_valid(d: &[u8]) -> bool {
 /// carries a check digit in ninth place (49 CFR 565.15), which other regions do not require.
 fn vin(span: &str) -> Verdict {
     let b = span.as_bytes();
-    if b.len() != 17 || !b.iter().any(u8::is_ascii_digit) || !b.iter().any(u8::is_ascii_uppercase) {
+    let allowed = |c: &u8| c.is_ascii_digit() || (c.is_ascii_uppercase() && !b"IOQ".contains(c));
+    if b.len() != 17
+        || !b.iter().all(allowed)
+        || !b.iter().any(u8::is_ascii_digit)
+        || !b.iter().any(u8::is_ascii_uppercase)
+    {
         return Verdict::Invalid("not 17 letters and digits");
     }
     if matches!(b[9], b'U' | b'Z' | b'0') {
@@ -1353,8 +1358,8 @@ fn it_fiscal_code(span: &str) -> Verdict {
         23,
     ];
     let code: SmallVec<[u8; 16]> = span.bytes().map(|b| b.to_ascii_uppercase()).collect();
-    if code.len() != 16 {
-        return Verdict::Invalid("not 16 characters");
+    if code.len() != 16 || !code.iter().all(u8::is_ascii_alphanumeric) {
+        return Verdict::Invalid("not 16 letters and digits");
     }
     let value = |c: u8| -> u8 {
         if c.is_ascii_digit() {
@@ -1394,8 +1399,8 @@ fn it_fiscal_code(span: &str) -> Verdict {
 /// Finland's henkilötunnus: a real date, then the check character of the nine digits mod 31.
 fn fi_personal_identity_code(span: &str) -> Verdict {
     let b = span.as_bytes();
-    if b.len() != 11 {
-        return Verdict::Invalid("not 11 characters");
+    if b.len() != 11 || !b[..6].iter().chain(&b[7..10]).all(u8::is_ascii_digit) {
+        return Verdict::Invalid("not a date, a sign and three digits");
     }
     let d = digits(&span[..6]);
     if !day_month_valid(d[0] * 10 + d[1], d[2] * 10 + d[3]) {
@@ -1516,8 +1521,8 @@ fn de_tax_id(d: &[u8]) -> Verdict {
 /// letter from the prefix's table (T and G add 4, M adds 3).
 fn sg_nric_fin(span: &str) -> Verdict {
     let b: SmallVec<[u8; 9]> = span.bytes().map(|c| c.to_ascii_uppercase()).collect();
-    if b.len() != 9 {
-        return Verdict::Invalid("not 9 characters");
+    if b.len() != 9 || !b[1..8].iter().all(u8::is_ascii_digit) {
+        return Verdict::Invalid("not a letter, seven digits and a letter");
     }
     let d = digits(&span[1..8]);
     let mut sum = weighted_sum(&d, [2, 7, 6, 5, 4, 3, 2]);
@@ -2387,6 +2392,31 @@ mod tests {
             ("X1234567T", ValidatorKind::EsNif, false),
             ("2345 6789 0124", ValidatorKind::InAadhaar, true),
             ("2345 6789 0125", ValidatorKind::InAadhaar, false),
+            ("1HGCM82633A004352", ValidatorKind::Vin, true),
+            ("1HGCM82633A004353", ValidatorKind::Vin, false),
+            ("WVWZZZ1JZXW000001", ValidatorKind::Vin, true), // no check digit outside North America
+            ("WVWZZZ1JZ0W000001", ValidatorKind::Vin, false), // 0: no model year
+            ("RSSMRA85T10A562S", ValidatorKind::ItFiscalCode, true),
+            ("RSSMRA85T10A562T", ValidatorKind::ItFiscalCode, false),
+            ("131052-308T", ValidatorKind::FiPersonalIdentityCode, true),
+            ("131052-308U", ValidatorKind::FiPersonalIdentityCode, false),
+            ("44051401359", ValidatorKind::PlPesel, true),
+            ("44051401358", ValidatorKind::PlPesel, false),
+            ("111222333", ValidatorKind::NlBsn, true),
+            ("111222334", ValidatorKind::NlBsn, false),
+            ("811218-9876", ValidatorKind::SePersonnummer, true),
+            ("811218-9875", ValidatorKind::SePersonnummer, false),
+            ("2 55 08 14 168 025 38", ValidatorKind::FrNir, true),
+            ("2 55 08 14 168 025 39", ValidatorKind::FrNir, false),
+            ("1 85 05 2A 006 084 35", ValidatorKind::FrNir, true), // Corsica
+            ("86095742719", ValidatorKind::DeTaxId, true),
+            ("86095742718", ValidatorKind::DeTaxId, false),
+            ("S1234567D", ValidatorKind::SgNricFin, true),
+            ("S1234567A", ValidatorKind::SgNricFin, false),
+            ("51 824 753 556", ValidatorKind::AuAbn, true),
+            ("51 824 753 557", ValidatorKind::AuAbn, false),
+            ("123.456.789-09", ValidatorKind::BrCpf, true),
+            ("123.456.789-08", ValidatorKind::BrCpf, false),
         ] {
             let got = validator.validate(number, 0, number.len()) == Verdict::Valid;
             assert_eq!(got, valid, "{number} {}", validator.name());
@@ -2461,8 +2491,79 @@ mod tests {
         }
     }
 
+    /// Every validator, for a team's recognizer may name any of them over any pattern.
+    const ALL_VALIDATORS: &[ValidatorKind] = &[
+        ValidatorKind::Email,
+        ValidatorKind::EmailObfuscated,
+        ValidatorKind::EmailProviderSpoken,
+        ValidatorKind::PhoneInternational,
+        ValidatorKind::PhoneNanp,
+        ValidatorKind::PhoneEuropeNational,
+        ValidatorKind::PhoneGermanyNational,
+        ValidatorKind::PhoneIndiaNational,
+        ValidatorKind::PhoneBrazilNational,
+        ValidatorKind::PhoneSpelledOut,
+        ValidatorKind::CreditCardSpelledOut,
+        ValidatorKind::UsSsnSpelledOut,
+        ValidatorKind::BankNumberSpelledOut,
+        ValidatorKind::CreditCard,
+        ValidatorKind::Iban,
+        ValidatorKind::UsSsn,
+        ValidatorKind::Ipv4,
+        ValidatorKind::Ipv6,
+        ValidatorKind::Url,
+        ValidatorKind::MacAddress,
+        ValidatorKind::CryptoWallet,
+        ValidatorKind::HighEntropy,
+        ValidatorKind::DateOfBirth,
+        ValidatorKind::AbaRouting,
+        ValidatorKind::UkNhs,
+        ValidatorKind::UsItin,
+        ValidatorKind::UkNino,
+        ValidatorKind::UkPostcode,
+        ValidatorKind::UsZip,
+        ValidatorKind::PersonName,
+        ValidatorKind::StreetAddress,
+        ValidatorKind::Password,
+        ValidatorKind::Username,
+        ValidatorKind::CaSin,
+        ValidatorKind::AuTfn,
+        ValidatorKind::AuMedicare,
+        ValidatorKind::EsNif,
+        ValidatorKind::InAadhaar,
+        ValidatorKind::Vin,
+        ValidatorKind::AuPostcode,
+        ValidatorKind::EuPostcode,
+        ValidatorKind::ItFiscalCode,
+        ValidatorKind::FiPersonalIdentityCode,
+        ValidatorKind::PlPesel,
+        ValidatorKind::NlBsn,
+        ValidatorKind::SePersonnummer,
+        ValidatorKind::FrNir,
+        ValidatorKind::DeTaxId,
+        ValidatorKind::SgNricFin,
+        ValidatorKind::AuAbn,
+        ValidatorKind::BrCpf,
+    ];
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Every validator answers any span of any text, without panicking: the built-in
+        /// patterns hand them their own shapes, but a team's pattern hands them anything.
+        #[test]
+        fn every_validator_answers_any_span(
+            text in "[0-9A-Za-z .\\-+/@é０-９Ｋ]{0,24}",
+            a in 0usize..25,
+            b in 0usize..25,
+        ) {
+            let bounds: Vec<usize> = (0..=text.len()).filter(|&i| text.is_char_boundary(i)).collect();
+            let (start, end) = (bounds[a % bounds.len()], bounds[b % bounds.len()]);
+            let (start, end) = (start.min(end), start.max(end));
+            for v in ALL_VALIDATORS {
+                let _ = v.validate(&text, start, end);
+            }
+        }
 
         /// The one-pass check says what searching for each spelled separator says.
         #[test]
