@@ -471,7 +471,7 @@ fn second_lane_start(haystack: &[u8]) -> Option<usize> {
 /// The patterns a walk found, a bit per DFA pattern. A run of digits can stay in one match state
 /// for many bytes: the last few match states read are not read again.
 struct FoundPatterns {
-    /// Inline up to 128 patterns (the built-in group has 78): no allocation per text.
+    /// Inline up to 128 patterns (the built-in group has 123): no allocation per text.
     bits: SmallVec<[u64; 2]>,
     /// Recently read match states, with the cache's clear count then (a cleared cache reuses
     /// state ids).
