@@ -1343,10 +1343,10 @@ fn number(d: &[u8]) -> u64 {
     d.iter().fold(0, |a, &x| a * 10 + u64::from(x))
 }
 
-/// Whether a day and month can be a birth date (any year; 29 February allowed).
+/// Whether a day and month can be a birth date (any year, so 29 February too: 2000 is a leap
+/// year).
 fn day_month_valid(day: u8, month: u8) -> bool {
-    const DAYS: [u8; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    (1..=12).contains(&month) && day >= 1 && day <= DAYS[usize::from(month - 1)]
+    day >= 1 && u32::from(day) <= days_in_month(2000, u32::from(month))
 }
 
 /// Italy's codice fiscale: the check letter over the first fifteen characters (odd places by
@@ -1632,13 +1632,13 @@ fn au_postcode(text: &str, start: usize, end: usize) -> Verdict {
     if d.len() != 4 {
         return Verdict::Invalid("not four digits");
     }
-    let n = d.iter().fold(0u32, |a, &x| a * 10 + u32::from(x));
+    let n = number(&d);
     let state = text[..start]
         .trim_end()
         .rsplit(|c: char| !c.is_ascii_alphabetic())
         .next()
         .unwrap_or("");
-    let ranges: &[(u32, u32)] = match state {
+    let ranges: &[(u64, u64)] = match state {
         "NSW" => &[(1000, 2599), (2619, 2899), (2921, 2999)],
         "ACT" => &[(200, 299), (2600, 2618), (2900, 2920)],
         "VIC" => &[(3000, 3999), (8000, 8999)],
